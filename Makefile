@@ -1,0 +1,45 @@
+# `make run` serves the API; `make test` runs the suite. Both install what they need.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint format test-pg test-motor superuser bench loadtest fuzz clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	DEBUG=$${DEBUG:-1} $(PY) -m asgi_app.devserver
+
+superuser: $(STAMP)
+	DEBUG=$${DEBUG:-1} $(PY) manage.py createsuperuser
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
+	DEBUG=1 $(PY) -m pytest
+
+# The suite against the local PostgreSQL (CI runs this too).
+test-pg: $(STAMP)
+	DEBUG=1 DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/enrollment} \
+		$(PY) -m pytest --create-db
+
+# The MongoDB-layer tests under the Motor driver.
+test-motor: $(STAMP)
+	DEBUG=1 MONGO_DRIVER=motor $(PY) -m pytest tests/mongo tests/courses
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .standin-data.bson

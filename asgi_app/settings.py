@@ -1,0 +1,195 @@
+"""Settings: everything from the environment, safe local defaults, fail fast in production."""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from asgi_app.env import env_bool, env_int, env_list, env_minutes, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DEBUG", default=False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set SECRET_KEY in the environment "
+            "(or DEBUG=1 for a local development run)."
+        )
+    # Development only: a fixed, obviously-insecure key so that tokens survive restarts.
+    SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"  # noqa: S105
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "asgi_app",
+    "mongo",
+    "accounts",
+    "courses",
+]
+
+MIDDLEWARE = [
+    "asgi_app.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "asgi_app.urls"
+ASGI_APPLICATION = "asgi_app.asgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Users live in SQL. SQLite by default; PostgreSQL (psycopg 3) via postgres://...
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 0),
+    )
+}
+# ATOMIC_REQUESTS stays off: Django refuses it with async views. Multi-statement
+# writes are single sync functions run through sync_to_async inside atomic().
+
+AUTH_USER_MODEL = "accounts.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+PASSWORD_HASHERS = env_list(
+    "PASSWORD_HASHERS",
+    [
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+        "django.contrib.auth.hashers.Argon2PasswordHasher",
+        "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+        "django.contrib.auth.hashers.ScryptPasswordHasher",
+    ],
+)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# MongoDB: courses and enrollments.
+MONGODB_URI = env_str("MONGODB_URI", "mongodb://127.0.0.1:27017/?directConnection=true")
+MONGODB_DB = env_str("MONGODB_DB", "enrollment")
+MONGO_DRIVER = env_str("MONGO_DRIVER", "pymongo")
+if MONGO_DRIVER not in {"pymongo", "motor"}:
+    raise ImproperlyConfigured(f"MONGO_DRIVER must be 'pymongo' or 'motor', got {MONGO_DRIVER!r}")
+MONGODB_MAX_POOL_SIZE = env_int("MONGODB_MAX_POOL_SIZE", 100)
+# Bounded timeouts so that an unreachable MongoDB becomes a quick 503, never a hung request.
+MONGODB_SERVER_SELECTION_TIMEOUT_MS = env_int("MONGODB_SERVER_SELECTION_TIMEOUT_MS", 2000)
+MONGODB_CONNECT_TIMEOUT_MS = env_int("MONGODB_CONNECT_TIMEOUT_MS", 2000)
+MONGODB_SOCKET_TIMEOUT_MS = env_int("MONGODB_SOCKET_TIMEOUT_MS", 10000)
+# Production: w=majority, journaled writes; see README "Durability".
+MONGODB_WRITE_CONCERN = env_str("MONGODB_WRITE_CONCERN", "majority")
+
+ASSIGN_MAX_USERS = env_int("ASSIGN_MAX_USERS", 10_000)
+
+THROTTLE_DISABLED = env_bool("THROTTLE_DISABLED", default=False)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.TokenClaimsAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["asgi_app.renderers.ORJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["asgi_app.parsers.StrictJSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": [],
+    "DEFAULT_THROTTLE_RATES": {
+        "login_ip": env_str("THROTTLE_LOGIN_IP_RATE", "30/min"),
+        "login_username": env_str("THROTTLE_LOGIN_USERNAME_RATE", "10/min"),
+        "register_ip": env_str("THROTTLE_REGISTER_IP_RATE", "20/min"),
+    },
+    "EXCEPTION_HANDLER": "asgi_app.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
+}
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": env_minutes("JWT_ACCESS_MINUTES", 15),
+    "REFRESH_TOKEN_LIFETIME": env_minutes("JWT_REFRESH_MINUTES", 7 * 24 * 60),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": env_str("JWT_SIGNING_KEY", SECRET_KEY),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "user_id",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Course Enrollment & Assignment API",
+    "DESCRIPTION": "Register, log in with JWT, browse courses and enroll; "
+    "admins create courses and assign users in bulk.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Production hardening; DEBUG=1 relaxes it for local runs.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_BODY_BYTES", 1024 * 1024)
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "asgi_app.logging.RequestIdFilter"}},
+    "formatters": {"json": {"()": "asgi_app.logging.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["request_id"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "uvicorn.access": {"level": env_str("ACCESS_LOG_LEVEL", "WARNING")},
+    },
+}

@@ -1,0 +1,94 @@
+"""The base API view and the operational endpoints."""
+
+import asyncio
+import logging
+
+from adrf.views import APIView as AsyncAPIView
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from rest_framework.views import APIView as DRFAPIView
+
+from mongo.client import ping as mongo_ping
+
+logger = logging.getLogger(__name__)
+
+
+class ApiView(AsyncAPIView):
+    """adrf's async view without the worker-thread hop for authentication.
+
+    adrf runs `initial()` (authentication, permissions, throttles) in a worker thread.
+    Ours are all in-memory (JWT signature check, token claims, local-memory throttle
+    cache), so running them on the event loop saves a thread round trip per request.
+    Checks that need the database are coroutines `confirm(request, view)` on the
+    permission classes, awaited here after the in-memory checks pass.
+    """
+
+    async def async_dispatch(self, request, *args, **kwargs):
+        self.args = args
+        self.kwargs = kwargs
+        request = self.initialize_request(request, *args, **kwargs)
+        self.request = request
+        self.headers = self.default_response_headers
+        try:
+            self.initial(request, *args, **kwargs)
+            for permission in self.get_permissions():
+                confirm = getattr(permission, "confirm", None)
+                if confirm is not None and not await confirm(request, self):
+                    self.permission_denied(request, message=getattr(permission, "message", None))
+            handler = getattr(self, request.method.lower(), None)
+            if request.method.lower() not in self.http_method_names or handler is None:
+                handler = self.http_method_not_allowed
+                response = handler(request, *args, **kwargs)
+            else:
+                response = await handler(request, *args, **kwargs)
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        self.response = self.finalize_response(request, response, *args, **kwargs)
+        return self.response
+
+    def check_permissions(self, request):
+        DRFAPIView.check_permissions(self, request)
+
+    def check_throttles(self, request):
+        DRFAPIView.check_throttles(self, request)
+
+
+async def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def _sql_ping() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+async def readyz(request: HttpRequest) -> JsonResponse:
+    sql_ok, mongo_ok = await asyncio.gather(
+        sync_to_async(_sql_ping)(), mongo_ping(), return_exceptions=True
+    )
+    checks = {
+        "sql": "ok" if sql_ok is None else "unavailable",
+        "mongodb": "ok" if mongo_ok is True else "unavailable",
+    }
+    failed = [name for name, state in checks.items() if state != "ok"]
+    if failed:
+        logger.warning("not ready: %s unavailable", ", ".join(failed))
+        return JsonResponse(
+            {
+                "status": "unavailable",
+                "failed": failed,
+                "checks": checks,
+                "detail": f"Unavailable: {', '.join(failed)}.",
+            },
+            status=503,
+        )
+    return JsonResponse({"status": "ready", "checks": checks})
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)

@@ -1,0 +1,132 @@
+"""Admin assignment: one user, or thousands in a constant number of MongoDB writes."""
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from accounts import selectors as accounts
+from asgi_app.errors import InvalidInput, NotFound
+from courses import repository, services
+from courses.documents import EnrolledUser, Enrollment
+
+logger = logging.getLogger("courses.audit")
+
+# SQL `id IN (...)` and MongoDB `$in` reads go out in chunks of this many ids.
+READ_CHUNK = 1000
+
+ENROLLED = "enrolled"
+ALREADY_ENROLLED = "already_enrolled"
+NOT_FOUND = "not_found"
+INACTIVE = "inactive"
+
+
+@dataclass
+class AssignmentReport:
+    course_id: str
+    requested: int
+    results: list[tuple[int, str]]
+    enrollers: int
+    summary: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.summary = {"requested": self.requested}
+        for key in (ENROLLED, ALREADY_ENROLLED, NOT_FOUND, INACTIVE):
+            self.summary[key] = 0
+        for _, status in self.results:
+            self.summary[status] += 1
+        self.summary["duplicates_in_request"] = self.requested - len(self.results)
+
+
+async def assignment_create(
+    *, course_id: str, user_id: int, admin_id: int
+) -> tuple[Enrollment, bool]:
+    exists, rows = await asyncio.gather(
+        repository.course_exists(course_id), accounts.users_by_ids(ids=[user_id])
+    )
+    if not exists:
+        raise NotFound(services.COURSE_NOT_FOUND)
+    if not rows:
+        raise InvalidInput(f"User {user_id} does not exist.", field="user_id")
+    _, username, is_active = rows[0]
+    if not is_active:
+        raise InvalidInput(f"User {user_id} is inactive.", field="user_id")
+    enrollment, created = await services.enrollment_create_in_course(
+        course_id=course_id,
+        user_id=user_id,
+        username=username,
+        source="admin",
+        assigned_by=admin_id,
+    )
+    _audit(admin_id, course_id, {ENROLLED if created else ALREADY_ENROLLED: 1})
+    return enrollment, created
+
+
+async def assignment_bulk_create(
+    *, course_id: str, user_ids: list[int], admin_id: int
+) -> AssignmentReport:
+    """Assign many users; the MongoDB writes are one bulk insert and one course update.
+
+    Users who win a race against this request (a concurrent self-enroll of the same user)
+    come back as duplicate-key errors of the bulk insert and are reported as
+    `already_enrolled`, never as failures.
+    """
+    distinct = list(dict.fromkeys(user_ids))
+    chunks = [distinct[i : i + READ_CHUNK] for i in range(0, len(distinct), READ_CHUNK)]
+    exists, user_chunks, enrolled_chunks = await asyncio.gather(
+        repository.course_exists(course_id),
+        asyncio.gather(*(accounts.users_by_ids(ids=chunk) for chunk in chunks)),
+        asyncio.gather(*(repository.enrollment_user_ids_among(course_id, c) for c in chunks)),
+    )
+    if not exists:
+        raise NotFound(services.COURSE_NOT_FOUND)
+    users = {uid: (username, active) for rows in user_chunks for uid, username, active in rows}
+    enrolled = set().union(*enrolled_chunks)
+
+    enrolled_at = repository.now()
+    to_insert = [
+        Enrollment(
+            id=repository.new_id(),
+            user_id=uid,
+            username=users[uid][0],
+            course_id=course_id,
+            status="active",
+            enrolled_at=enrolled_at,
+            source="admin",
+            assigned_by=admin_id,
+        )
+        for uid in distinct
+        if uid in users and users[uid][1] and uid not in enrolled
+    ]
+    lost_races = await repository.enrollment_insert_many(to_insert)
+    inserted = [
+        EnrolledUser(e.user_id, e.username) for e in to_insert if e.user_id not in lost_races
+    ]
+    if inserted:
+        enrollers = await services.enrollments_count_into_course(course_id, inserted)
+    else:
+        enrollers = await repository.course_enrollers(course_id)
+        if enrollers is None:
+            raise NotFound(services.COURSE_NOT_FOUND)
+
+    inserted_ids = {u.user_id for u in inserted}
+    results = [(uid, _status(uid, users, inserted_ids)) for uid in distinct]
+    report = AssignmentReport(
+        course_id=course_id, requested=len(user_ids), results=results, enrollers=enrollers
+    )
+    _audit(admin_id, course_id, report.summary)
+    return report
+
+
+def _status(uid: int, users: dict[int, tuple[str, bool]], inserted: set[int]) -> str:
+    if uid not in users:
+        return NOT_FOUND
+    if not users[uid][1]:
+        return INACTIVE
+    return ENROLLED if uid in inserted else ALREADY_ENROLLED
+
+
+def _audit(admin_id: int, course_id: str, counts: dict[str, int]) -> None:
+    logger.info(
+        "admin assignment",
+        extra={"audit": "assignment", "admin_id": admin_id, "course_id": course_id, **counts},
+    )

@@ -1,0 +1,37 @@
+"""Plain typed documents returned by the repository; no driver types leak out."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class EnrolledUser:
+    user_id: int
+    username: str
+
+
+@dataclass(frozen=True)
+class Course:
+    id: str
+    course_title: str
+    course_description: str
+    amount: Decimal
+    currency: str
+    enrollers: int
+    created_at: datetime
+    updated_at: datetime
+    # Only loaded when asked for: the array grows with every enrollment.
+    enrolled_users: list[EnrolledUser] | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    id: str
+    user_id: int
+    username: str
+    course_id: str
+    status: str
+    enrolled_at: datetime
+    source: str
+    assigned_by: int | None

@@ -1,0 +1,288 @@
+"""Every MongoDB query for courses and enrollments.
+
+This is the only module that speaks MongoDB's dialect for this domain. It takes and
+returns plain values (`courses.documents`), and turns driver errors into domain errors:
+duplicate keys become return values, connection failures a 503 (`ServiceUnavailable`).
+"""
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import Decimal128, ObjectId
+from pymongo import DESCENDING, InsertOne, ReturnDocument
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from courses.documents import Course, EnrolledUser, Enrollment
+from mongo.client import get_db, unavailable_on_driver_error
+from mongo.indexes import COURSES, ENROLLMENTS
+
+DUPLICATE_KEY = 11000
+_LIST_PROJECTION = {"enrolled_users": 0}
+
+
+def now() -> datetime:
+    """The current time at MongoDB's millisecond precision, so a stored time reads back equal."""
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def new_id() -> str:
+    return str(ObjectId())
+
+
+def _course(doc: dict[str, Any]) -> Course:
+    price = doc["display_price"]
+    enrolled = doc.get("enrolled_users")
+    return Course(
+        id=str(doc["_id"]),
+        course_title=doc["course_title"],
+        course_description=doc["course_description"],
+        amount=price["amount"].to_decimal(),
+        currency=price["currency"],
+        enrollers=doc["enrollers"],
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+        enrolled_users=None
+        if enrolled is None
+        else [EnrolledUser(user_id=u["user_id"], username=u["username"]) for u in enrolled],
+    )
+
+
+def _enrollment(doc: dict[str, Any]) -> Enrollment:
+    return Enrollment(
+        id=str(doc["_id"]),
+        user_id=doc["user_id"],
+        username=doc["username"],
+        course_id=str(doc["course_id"]),
+        status=doc["status"],
+        enrolled_at=doc["enrolled_at"],
+        source=doc["source"],
+        assigned_by=doc.get("assigned_by"),
+    )
+
+
+def _enrollment_doc(enrollment: Enrollment) -> dict[str, Any]:
+    return {
+        "_id": ObjectId(enrollment.id),
+        "user_id": enrollment.user_id,
+        "username": enrollment.username,
+        "course_id": ObjectId(enrollment.course_id),
+        "status": enrollment.status,
+        "enrolled_at": enrollment.enrolled_at,
+        "source": enrollment.source,
+        "assigned_by": enrollment.assigned_by,
+    }
+
+
+# Courses
+
+
+async def course_insert(course: Course) -> None:
+    doc = {
+        "_id": ObjectId(course.id),
+        "course_title": course.course_title,
+        "course_description": course.course_description,
+        "display_price": {"amount": Decimal128(course.amount), "currency": course.currency},
+        "enrolled_users": [],
+        "enrollers": 0,
+        "created_at": course.created_at,
+        "updated_at": course.updated_at,
+    }
+    with unavailable_on_driver_error():
+        await get_db()[COURSES].insert_one(doc)
+
+
+async def course_get(course_id: str, *, with_enrolled_users: bool = False) -> Course | None:
+    projection = None if with_enrolled_users else _LIST_PROJECTION
+    with unavailable_on_driver_error():
+        doc = await get_db()[COURSES].find_one({"_id": ObjectId(course_id)}, projection)
+    return None if doc is None else _course(doc)
+
+
+async def course_exists(course_id: str) -> bool:
+    with unavailable_on_driver_error():
+        doc = await get_db()[COURSES].find_one({"_id": ObjectId(course_id)}, {"_id": 1})
+    return doc is not None
+
+
+async def course_enrollers(course_id: str) -> int | None:
+    with unavailable_on_driver_error():
+        doc = await get_db()[COURSES].find_one({"_id": ObjectId(course_id)}, {"enrollers": 1})
+    return None if doc is None else doc["enrollers"]
+
+
+async def course_count() -> int:
+    with unavailable_on_driver_error():
+        return await get_db()[COURSES].count_documents({})
+
+
+async def course_page(*, limit: int, offset: int) -> list[Course]:
+    """Newest first, without `enrolled_users` (which can be large)."""
+    cursor = (
+        get_db()[COURSES]
+        .find({}, _LIST_PROJECTION)
+        .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+        .skip(offset)
+        .limit(limit)
+    )
+    with unavailable_on_driver_error():
+        return [_course(doc) async for doc in cursor]
+
+
+async def course_titles(course_ids: Iterable[str]) -> dict[str, str]:
+    """Titles of many courses in one query."""
+    ids = [ObjectId(cid) for cid in set(course_ids)]
+    if not ids:
+        return {}
+    cursor = get_db()[COURSES].find({"_id": {"$in": ids}}, {"course_title": 1})
+    with unavailable_on_driver_error():
+        return {str(doc["_id"]): doc["course_title"] async for doc in cursor}
+
+
+async def course_all_ids() -> list[str]:
+    cursor = get_db()[COURSES].find({}, {"_id": 1}).sort("_id")
+    with unavailable_on_driver_error():
+        return [str(doc["_id"]) async for doc in cursor]
+
+
+async def course_add_enrolled(course_id: str, users: Sequence[EnrolledUser]) -> int | None:
+    """Count `users` into the course in one atomic update; returns the new `enrollers`.
+
+    The filter makes the update all-or-nothing per call: it matches only when none of
+    `users` is in `enrolled_users` yet, so nobody is ever pushed or counted twice. Returns
+    None when it did not match (no such course, or one of them is already there).
+    """
+    ids = [u.user_id for u in users]
+    guard = {"$ne": ids[0]} if len(ids) == 1 else {"$nin": ids}
+    with unavailable_on_driver_error():
+        doc = await get_db()[COURSES].find_one_and_update(
+            {"_id": ObjectId(course_id), "enrolled_users.user_id": guard},
+            {
+                "$inc": {"enrollers": len(users)},
+                "$push": {
+                    "enrolled_users": {
+                        "$each": [{"user_id": u.user_id, "username": u.username} for u in users]
+                    }
+                },
+                "$set": {"updated_at": now()},
+            },
+            projection={"enrollers": 1, "_id": 0},
+            return_document=ReturnDocument.AFTER,
+        )
+    return None if doc is None else doc["enrollers"]
+
+
+async def course_enrolled_user_ids(course_id: str) -> tuple[int, set[int]] | None:
+    """(enrollers, user ids in enrolled_users); reads the whole array, for repair paths only."""
+    with unavailable_on_driver_error():
+        doc = await get_db()[COURSES].find_one(
+            {"_id": ObjectId(course_id)}, {"enrollers": 1, "enrolled_users.user_id": 1}
+        )
+    if doc is None:
+        return None
+    return doc["enrollers"], {u["user_id"] for u in doc.get("enrolled_users", [])}
+
+
+async def course_replace_enrolled(
+    course_id: str,
+    *,
+    expected_enrollers: int,
+    expected_updated_at: datetime,
+    users: Sequence[EnrolledUser],
+) -> bool:
+    """Set the counters to `users`, only if the course did not change since it was read."""
+    with unavailable_on_driver_error():
+        result = await get_db()[COURSES].update_one(
+            {
+                "_id": ObjectId(course_id),
+                "enrollers": expected_enrollers,
+                "updated_at": expected_updated_at,
+            },
+            {
+                "$set": {
+                    "enrolled_users": [
+                        {"user_id": u.user_id, "username": u.username} for u in users
+                    ],
+                    "enrollers": len(users),
+                    "updated_at": now(),
+                }
+            },
+        )
+    return result.matched_count == 1
+
+
+# Enrollments
+
+
+async def enrollment_insert(enrollment: Enrollment) -> bool:
+    """Insert; False when the (course, user) pair already has an enrollment."""
+    try:
+        with unavailable_on_driver_error():
+            await get_db()[ENROLLMENTS].insert_one(_enrollment_doc(enrollment))
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+async def enrollment_insert_many(enrollments: Sequence[Enrollment]) -> set[int]:
+    """One unordered bulk insert; returns the user ids that already had an enrollment."""
+    if not enrollments:
+        return set()
+    try:
+        with unavailable_on_driver_error():
+            await get_db()[ENROLLMENTS].bulk_write(
+                [InsertOne(_enrollment_doc(e)) for e in enrollments], ordered=False
+            )
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error["code"] != DUPLICATE_KEY for error in errors):
+            raise
+        return {enrollments[error["index"]].user_id for error in errors}
+    return set()
+
+
+async def enrollment_get(course_id: str, user_id: int) -> Enrollment | None:
+    with unavailable_on_driver_error():
+        doc = await get_db()[ENROLLMENTS].find_one(
+            {"course_id": ObjectId(course_id), "user_id": user_id}
+        )
+    return None if doc is None else _enrollment(doc)
+
+
+async def enrollment_user_ids_among(course_id: str, user_ids: Sequence[int]) -> set[int]:
+    """Which of `user_ids` are enrolled in the course; one `$in` query."""
+    cursor = get_db()[ENROLLMENTS].find(
+        {"course_id": ObjectId(course_id), "user_id": {"$in": list(user_ids)}},
+        {"user_id": 1, "_id": 0},
+    )
+    with unavailable_on_driver_error():
+        return {doc["user_id"] async for doc in cursor}
+
+
+async def enrollment_count_for_user(user_id: int) -> int:
+    with unavailable_on_driver_error():
+        return await get_db()[ENROLLMENTS].count_documents({"user_id": user_id})
+
+
+async def enrollment_page_for_user(user_id: int, *, limit: int, offset: int) -> list[Enrollment]:
+    cursor = (
+        get_db()[ENROLLMENTS]
+        .find({"user_id": user_id})
+        .sort([("enrolled_at", DESCENDING), ("_id", DESCENDING)])
+        .skip(offset)
+        .limit(limit)
+    )
+    with unavailable_on_driver_error():
+        return [_enrollment(doc) async for doc in cursor]
+
+
+async def enrollment_users_for_course(course_id: str) -> list[EnrolledUser]:
+    """Everyone enrolled in the course, in enrollment order: the source of truth."""
+    cursor = (
+        get_db()[ENROLLMENTS]
+        .find({"course_id": ObjectId(course_id)}, {"user_id": 1, "username": 1, "_id": 0})
+        .sort([("enrolled_at", 1), ("_id", 1)])
+    )
+    with unavailable_on_driver_error():
+        return [EnrolledUser(doc["user_id"], doc["username"]) async for doc in cursor]

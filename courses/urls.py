@@ -1,0 +1,19 @@
+from django.urls import path, register_converter
+
+from asgi_app.converters import ObjectIdConverter
+from courses import views
+
+register_converter(ObjectIdConverter, "objectid")
+
+urlpatterns = [
+    path("courses/", views.CourseListView.as_view(), name="course-list"),
+    path("courses/<objectid:course_id>/", views.CourseDetailView.as_view(), name="course-detail"),
+    path("courses/<objectid:course_id>/enroll/", views.EnrollView.as_view(), name="course-enroll"),
+    path("courses/<objectid:course_id>/assign/", views.AssignView.as_view(), name="course-assign"),
+    path(
+        "courses/<objectid:course_id>/assign-multiple/",
+        views.AssignMultipleView.as_view(),
+        name="course-assign-multiple",
+    ),
+    path("enrollments/", views.MyEnrollmentsView.as_view(), name="enrollment-list"),
+]

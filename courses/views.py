@@ -1,0 +1,151 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+
+from accounts.permissions import IsAdmin
+from asgi_app.pagination import page_body, page_params
+from asgi_app.schema import ERRORS, LIST_PARAMS, paginated
+from asgi_app.views import ApiView
+from courses import assignment, selectors, services
+from courses.serializers import (
+    AssignmentReportSerializer,
+    AssignMultipleSerializer,
+    AssignSerializer,
+    CourseCreateSerializer,
+    CourseSerializer,
+    EnrollmentSerializer,
+    MyEnrollmentSerializer,
+    course_data,
+    enrollment_data,
+)
+
+
+def _valid(serializer_class, request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _enrollment_response(enrollment, created: bool) -> Response:
+    return Response(
+        enrollment_data(enrollment),
+        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+    )
+
+
+class CourseListView(ApiView):
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [IsAuthenticated(), IsAdmin()]
+        return [IsAuthenticated()]
+
+    @extend_schema(
+        parameters=LIST_PARAMS, responses={200: paginated(CourseSerializer), **ERRORS(401, 503)}
+    )
+    async def get(self, request):
+        page = page_params(request)
+        count, courses = await selectors.course_list(limit=page.limit, offset=page.offset)
+        return Response(page_body(request, page, count, [course_data(c) for c in courses]))
+
+    @extend_schema(
+        request=CourseCreateSerializer,
+        responses={201: CourseSerializer, **ERRORS(400, 401, 403, 503)},
+    )
+    async def post(self, request):
+        data = _valid(CourseCreateSerializer, request)
+        price = data["display_price"]
+        course = await services.course_create(
+            course_title=data["course_title"],
+            course_description=data["course_description"],
+            amount=price["amount"],
+            currency=price["currency"],
+        )
+        return Response(course_data(course), status=status.HTTP_201_CREATED)
+
+
+class CourseDetailView(ApiView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: CourseSerializer, **ERRORS(401, 404, 503)})
+    async def get(self, request, course_id: str):
+        # Only confirmed admins see enrolled_users; the SQL check runs only for admin tokens.
+        is_admin = IsAdmin().has_permission(request, self) and await IsAdmin().confirm(
+            request, self
+        )
+        course = await selectors.course_get(course_id=course_id, with_enrolled_users=is_admin)
+        return Response(course_data(course, with_enrolled_users=is_admin))
+
+
+class EnrollView(ApiView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=None,
+        responses={201: EnrollmentSerializer, 200: EnrollmentSerializer, **ERRORS(401, 404, 503)},
+    )
+    async def post(self, request, course_id: str):
+        # The token's claims identify the user: enrolling needs no SQL query.
+        enrollment, created = await services.enrollment_create(
+            course_id=course_id, user_id=request.user.id, username=request.user.username
+        )
+        return _enrollment_response(enrollment, created)
+
+
+class MyEnrollmentsView(ApiView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        parameters=LIST_PARAMS,
+        responses={200: paginated(MyEnrollmentSerializer), **ERRORS(401, 503)},
+    )
+    async def get(self, request):
+        page = page_params(request)
+        count, rows = await selectors.enrollment_list_for_user(
+            user_id=request.user.id, limit=page.limit, offset=page.offset
+        )
+        results = [
+            {**enrollment_data(row.enrollment), "course_title": row.course_title} for row in rows
+        ]
+        return Response(page_body(request, page, count, results))
+
+
+class AssignView(ApiView):
+    permission_classes = [IsAuthenticated, IsAdmin]
+
+    @extend_schema(
+        request=AssignSerializer,
+        responses={
+            201: EnrollmentSerializer,
+            200: EnrollmentSerializer,
+            **ERRORS(400, 401, 403, 404, 503),
+        },
+    )
+    async def post(self, request, course_id: str):
+        data = _valid(AssignSerializer, request)
+        enrollment, created = await assignment.assignment_create(
+            course_id=course_id, user_id=data["user_id"], admin_id=request.user.id
+        )
+        return _enrollment_response(enrollment, created)
+
+
+class AssignMultipleView(ApiView):
+    permission_classes = [IsAuthenticated, IsAdmin]
+
+    @extend_schema(
+        request=AssignMultipleSerializer,
+        responses={200: AssignmentReportSerializer, **ERRORS(400, 401, 403, 404, 503)},
+    )
+    async def post(self, request, course_id: str):
+        data = _valid(AssignMultipleSerializer, request)
+        report = await assignment.assignment_bulk_create(
+            course_id=course_id, user_ids=data["user_ids"], admin_id=request.user.id
+        )
+        return Response(
+            {
+                "course_id": report.course_id,
+                "summary": report.summary,
+                "results": [{"user_id": uid, "status": st} for uid, st in report.results],
+                "enrollers": report.enrollers,
+            }
+        )

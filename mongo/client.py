@@ -1,0 +1,126 @@
+"""The one MongoDB client of the process, and the translation of driver errors.
+
+Only this package creates clients. The client is created lazily on the running event
+loop (the async drivers bind to the loop they first run on) and closed at shutdown by
+the ASGI lifespan handler. `MONGO_DRIVER` selects PyMongo's native async client
+(default) or Motor, its predecessor with the same API.
+"""
+
+import asyncio
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from django.conf import settings
+from pymongo import AsyncMongoClient, WriteConcern
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    NetworkTimeout,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+    WTimeoutError,
+)
+from pymongo.monitoring import CommandListener
+
+from asgi_app.errors import ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+_client: Any = None
+_client_loop: asyncio.AbstractEventLoop | None = None
+_databases: dict[str, Any] = {}
+_listeners: list[CommandListener] = []
+
+
+def _write_concern() -> WriteConcern:
+    raw = str(settings.MONGODB_WRITE_CONCERN)
+    w: int | str = int(raw) if raw.isdigit() else raw
+    return WriteConcern(w=w)
+
+
+def _client_options() -> dict[str, Any]:
+    return {
+        "maxPoolSize": settings.MONGODB_MAX_POOL_SIZE,
+        "serverSelectionTimeoutMS": settings.MONGODB_SERVER_SELECTION_TIMEOUT_MS,
+        "connectTimeoutMS": settings.MONGODB_CONNECT_TIMEOUT_MS,
+        "socketTimeoutMS": settings.MONGODB_SOCKET_TIMEOUT_MS,
+        "tz_aware": True,
+        "appname": "enrollment-service",
+        "event_listeners": list(_listeners),
+    }
+
+
+def _create_client() -> Any:
+    options = _client_options()
+    if settings.MONGO_DRIVER == "motor":
+        from motor.motor_asyncio import AsyncIOMotorClient
+
+        return AsyncIOMotorClient(settings.MONGODB_URI, **options)
+    return AsyncMongoClient(settings.MONGODB_URI, **options)
+
+
+def get_client() -> Any:
+    global _client, _client_loop
+    loop = asyncio.get_running_loop()
+    if _client is None or _client_loop is not loop:
+        # A client never outlives its loop (management commands and tests run new loops).
+        _client = _create_client()
+        _client_loop = loop
+        _databases.clear()
+    return _client
+
+
+def get_db() -> Any:
+    client = get_client()
+    name = settings.MONGODB_DB
+    db = _databases.get(name)
+    if db is None:
+        db = _databases[name] = client.get_database(name, write_concern=_write_concern())
+    return db
+
+
+async def close_client() -> None:
+    global _client, _client_loop
+    client, _client, _client_loop = _client, None, None
+    _databases.clear()
+    if client is not None:
+        result = client.close()
+        if asyncio.iscoroutine(result):  # PyMongo's close is a coroutine, Motor's is not.
+            await result
+
+
+async def reset_client(listeners: Sequence[CommandListener] = ()) -> None:
+    """Close the client so the next call creates one with these command listeners."""
+    _listeners[:] = listeners
+    await close_client()
+
+
+@contextmanager
+def unavailable_on_driver_error(what: str = "MongoDB") -> Iterator[None]:
+    """Turn connection-level driver failures into a 503 domain error."""
+    try:
+        yield
+    except (ServerSelectionTimeoutError, ConnectionFailure, NetworkTimeout) as exc:
+        logger.warning("mongodb unavailable: %s", type(exc).__name__)
+        raise ServiceUnavailable(f"{what} is unavailable, try again shortly.") from exc
+    except (ExecutionTimeout, WTimeoutError) as exc:
+        logger.warning("mongodb timeout: %s", type(exc).__name__)
+        raise ServiceUnavailable(f"{what} timed out, try again shortly.") from exc
+    except (DuplicateKeyError, BulkWriteError):
+        raise  # outcomes the repositories interpret
+    except PyMongoError as exc:
+        logger.error("mongodb command failed: %s", exc)
+        raise ServiceUnavailable(f"{what} could not complete the request.") from exc
+
+
+async def ping() -> bool:
+    try:
+        with unavailable_on_driver_error():
+            await get_db().command("ping")
+    except PyMongoError as exc:
+        raise ServiceUnavailable("MongoDB is unavailable.") from exc
+    return True

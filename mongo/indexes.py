@@ -1,0 +1,43 @@
+"""Every MongoDB index the service relies on, declared in one place."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+COURSES = "courses"
+ENROLLMENTS = "enrollments"
+
+
+@dataclass(frozen=True)
+class Index:
+    collection: str
+    keys: list[tuple[str, int]]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+INDEXES = [
+    # The guard of "exactly once": a second enrollment of a user in a course cannot exist.
+    Index(
+        ENROLLMENTS,
+        [("course_id", ASCENDING), ("user_id", ASCENDING)],
+        {"unique": True, "name": "course_user_unique"},
+    ),
+    # A user's own enrollments, newest first.
+    Index(
+        ENROLLMENTS,
+        [("user_id", ASCENDING), ("enrolled_at", DESCENDING)],
+        {"name": "user_enrolled_at"},
+    ),
+    # The catalogue, newest first.
+    Index(COURSES, [("created_at", DESCENDING)], {"name": "created_at"}),
+]
+
+
+async def ensure_indexes(db: Any) -> list[str]:
+    """Create the declared indexes; idempotent (createIndexes on an existing index is a no-op)."""
+    created: list[str] = []
+    for collection in sorted({index.collection for index in INDEXES}):
+        models = [IndexModel(i.keys, **i.options) for i in INDEXES if i.collection == collection]
+        created += await db[collection].create_indexes(models)
+    return created

@@ -1,0 +1,215 @@
+"""In-memory collections: documents keyed by ``_id``, index maps, and the candidate planner.
+
+Invariant that makes the lock-free parts of the server safe: a stored document is never
+mutated in place.  Updates build a new document (copying only the containers along the
+modified paths, see ``updates.py``) and swap it in, so a cursor or snapshot that still holds the
+old object sees a consistent, frozen version.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Hashable, Iterable, Iterator
+from typing import Any
+
+from mongomock import OperationFailure
+from mongomock.filtering import filter_applies
+
+from .errors import BAD_VALUE, CommandError, DuplicateKey
+from .indexes import Index, KeyTuple
+from .keys import first_value, hkey, is_plain_scalar
+
+ID_INDEX_SPEC = {"v": 2, "key": {"_id": 1}, "name": "_id_"}
+# Upper bound on the number of key combinations an `$in` filter may expand to before the
+# planner prefers a scan of a shorter prefix.
+_MAX_LOOKUP_COMBINATIONS = 10_000
+
+Doc = dict[str, Any]
+
+
+def matches(filt: dict[str, Any], doc: Doc) -> bool:
+    """mongomock's query matcher, with its errors mapped to a MongoDB command error."""
+    try:
+        return filter_applies(filt, doc)
+    except OperationFailure as exc:
+        raise CommandError(BAD_VALUE, str(exc)) from exc
+
+
+class Collection:
+    def __init__(self, db_name: str, name: str) -> None:
+        self.db_name = db_name
+        self.name = name
+        self.docs: dict[Hashable, Doc] = {}  # hkey(_id) -> document, in insertion order
+        self._seq: dict[Hashable, int] = {}  # natural order, to order index-narrowed results
+        self._counter = itertools.count()
+        self.indexes: dict[str, Index] = {}  # secondary indexes; _id is `docs` itself
+
+    @property
+    def namespace(self) -> str:
+        return f"{self.db_name}.{self.name}"
+
+    # ------------------------------------------------------------------------------ writes
+
+    def insert(self, doc: Doc) -> None:
+        """Store a new document (which must carry ``_id``), enforcing unique indexes."""
+        id_key = hkey(doc["_id"])
+        if id_key in self.docs:
+            raise DuplicateKey(self.namespace, "_id_", {"_id": 1}, {"_id": doc["_id"]})
+        staged = [(index, index.keys_for(doc)) for index in self.indexes.values()]
+        for index, keys in staged:
+            if index.conflict(keys, id_key) is not None:
+                raise self._duplicate(index, doc)
+        for index, keys in staged:
+            index.add(id_key, keys)
+        self.docs[id_key] = doc
+        self._seq[id_key] = next(self._counter)
+
+    def replace(self, old: Doc, new: Doc) -> None:
+        """Swap ``old`` for ``new`` (same ``_id``), enforcing unique indexes."""
+        id_key = hkey(old["_id"])
+        staged: list[tuple[Index, list[KeyTuple], list[KeyTuple]]] = []
+        for index in self.indexes.values():
+            old_keys, new_keys = index.keys_for(old), index.keys_for(new)
+            if old_keys != new_keys:
+                if index.conflict(new_keys, id_key) is not None:
+                    raise self._duplicate(index, new)
+                staged.append((index, old_keys, new_keys))
+        for index, old_keys, new_keys in staged:
+            index.remove(id_key, old_keys)
+            index.add(id_key, new_keys)
+        self.docs[id_key] = new
+
+    def delete(self, doc: Doc) -> None:
+        id_key = hkey(doc["_id"])
+        for index in self.indexes.values():
+            index.remove(id_key, index.keys_for(doc))
+        del self.docs[id_key]
+        del self._seq[id_key]
+
+    def add_index(self, index: Index) -> None:
+        """Build a new index over the existing documents; fails on duplicates if unique."""
+        for id_key, doc in self.docs.items():
+            keys = index.keys_for(doc)
+            if index.conflict(keys, id_key) is not None:
+                error = self._duplicate(index, doc)
+                index.clear()
+                raise error
+            index.add(id_key, keys)
+        self.indexes[index.name] = index
+
+    def _duplicate(self, index: Index, doc: Doc) -> DuplicateKey:
+        key_value = {field: first_value(doc, field) for field in index.fields}
+        return DuplicateKey(self.namespace, index.name, dict(index.key), key_value)
+
+    # ------------------------------------------------------------------------------- reads
+
+    def find(self, filt: dict[str, Any] | None, limit: int = 0) -> list[Doc]:
+        """Documents matching ``filt`` in natural order; stops after ``limit`` if > 0."""
+        found = self.iter_matching(filt)
+        return list(itertools.islice(found, limit) if limit > 0 else found)
+
+    def iter_matching(self, filt: dict[str, Any] | None) -> Iterator[Doc]:
+        if not filt:
+            return iter(list(self.docs.values()))
+        candidates = self.candidates(filt)
+        pool: Iterable[Doc] = self.docs.values() if candidates is None else candidates
+        if candidates is None:
+            pool = list(pool)  # the caller may write while iterating (update many)
+        return (doc for doc in pool if matches(filt, doc))
+
+    def candidates(self, filt: dict[str, Any]) -> list[Doc] | None:
+        """A superset of the documents matching ``filt`` found through ``_id`` or an index.
+
+        None means no index applies and the caller must scan the collection.
+        """
+        equalities = _equality_conditions(filt)
+        if not equalities:
+            return None
+        if "_id" in equalities:
+            docs = self.docs
+            found = (docs.get(hkey(v)) for v in equalities["_id"])
+            return [d for d in found if d is not None]
+        best: tuple[Index, int] | None = None
+        for index in self.indexes.values():
+            if not index.maintained:
+                continue
+            covered = 0
+            for field in index.fields:
+                if field not in equalities:
+                    break
+                covered += 1
+            if covered and (best is None or covered > best[1]):
+                best = (index, covered)
+        if best is None:
+            return None
+        index, covered = best
+        value_lists = [[hkey(v) for v in equalities[f]] for f in index.fields[:covered]]
+        while covered > 1 and _product_size(value_lists) > _MAX_LOOKUP_COMBINATIONS:
+            covered -= 1
+            value_lists.pop()
+        ids: dict[Hashable, None] = {}
+        for prefix in itertools.product(*value_lists):
+            ids.update(dict.fromkeys(index.lookup(prefix)))
+        if len(ids) > 1:
+            seq = self._seq
+            return [self.docs[i] for i in sorted(ids, key=seq.__getitem__)]
+        return [self.docs[i] for i in ids]
+
+    # ------------------------------------------------------------------------------ admin
+
+    def index_specs(self) -> list[dict[str, Any]]:
+        return [dict(ID_INDEX_SPEC), *(index.spec for index in self.indexes.values())]
+
+    def clear(self) -> None:
+        self.docs.clear()
+        self._seq.clear()
+        for index in self.indexes.values():
+            index.clear()
+
+
+def _product_size(value_lists: list[list[Any]]) -> int:
+    size = 1
+    for values in value_lists:
+        size *= max(len(values), 1)
+    return size
+
+
+def _equality_conditions(filt: dict[str, Any]) -> dict[str, list[Any]]:
+    """Top-level ``field == value`` / ``field $in [...]`` conditions usable for index lookups.
+
+    Every document matching ``filt`` satisfies each returned condition, so looking the values
+    up in an index yields a superset of the matches.  ``$and`` branches are merged in.
+    """
+    found: dict[str, list[Any]] = {}
+    for field, condition in filt.items():
+        if field == "$and" and isinstance(condition, list):
+            for branch in condition:
+                if isinstance(branch, dict):
+                    for sub_field, values in _equality_conditions(branch).items():
+                        if sub_field not in found or len(values) < len(found[sub_field]):
+                            found[sub_field] = values
+            continue
+        if field.startswith("$"):
+            continue
+        values = _condition_values(field, condition)
+        if values is not None and (field not in found or len(values) < len(found[field])):
+            found[field] = values
+    return found
+
+
+def _condition_values(field: str, condition: Any) -> list[Any] | None:
+    if isinstance(condition, dict) and condition and next(iter(condition)).startswith("$"):
+        if "$eq" in condition:
+            return [condition["$eq"]] if _usable(field, condition["$eq"]) else None
+        candidates = condition.get("$in")
+        if isinstance(candidates, list) and all(_usable(field, v) for v in candidates):
+            return candidates
+        return None
+    return [condition] if _usable(field, condition) else None
+
+
+def _usable(field: str, value: Any) -> bool:
+    # `_id` is never an array, so an embedded-document _id is an exact-match key as well.
+    if field == "_id" and isinstance(value, dict):
+        return not any(k.startswith("$") for k in value)
+    return is_plain_scalar(value)

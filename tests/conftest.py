@@ -1,0 +1,208 @@
+"""Test harness: a real MongoDB (MONGODB_URI) or the wire-protocol stand-in, real SQL.
+
+Each test gets its own MongoDB database (dropped afterwards) and, through
+`transactional_db`, clean SQL tables, so the async ORM's worker thread sees committed data.
+"""
+
+import os
+import uuid
+
+import httpx
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings as django_settings
+from django.core.cache import cache
+
+from mongo.client import close_client, get_db
+from mongo.indexes import ensure_indexes
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mongo_server():
+    uri = os.environ.get("MONGODB_URI")
+    if uri:
+        django_settings.MONGODB_URI = uri
+        yield uri
+        return
+    from mongo.standin.process import StandinProcess
+
+    with StandinProcess() as standin:
+        django_settings.MONGODB_URI = standin.uri
+        yield standin
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.THROTTLE_DISABLED = True
+    cache.clear()
+
+
+@pytest.fixture
+async def mongo_db(_test_settings, settings):
+    """An isolated, indexed MongoDB database for this test."""
+    settings.MONGODB_DB = f"test_{uuid.uuid4().hex[:12]}"
+    db = get_db()
+    await ensure_indexes(db)
+    yield db
+    await get_db().client.drop_database(settings.MONGODB_DB)
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _close_mongo_client():
+    yield
+    await close_client()
+
+
+@pytest.fixture
+async def api(transactional_db, mongo_db):
+    from asgi_app.asgi import application
+
+    transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+def _create_user(**fields):
+    from accounts.models import User
+
+    password = fields.pop("password", "correct-horse-battery")
+    user = User(**fields)
+    user.set_password(password)
+    user.save()
+    return user
+
+
+@pytest.fixture
+def make_user(transactional_db):
+    counter = iter(range(1, 10**9))
+
+    async def make(**fields):
+        n = next(counter)
+        fields.setdefault("username", f"user{n}_{uuid.uuid4().hex[:6]}")
+        fields.setdefault("email", f"{fields['username']}@example.com")
+        return await sync_to_async(_create_user)(**fields)
+
+    return make
+
+
+def _bearer(user) -> dict[str, str]:
+    from accounts.tokens import tokens_for_user
+
+    return {"Authorization": f"Bearer {tokens_for_user(user)['access']}"}
+
+
+@pytest.fixture
+def auth_for():
+    async def headers(user) -> dict[str, str]:
+        return await sync_to_async(_bearer)(user)
+
+    return headers
+
+
+@pytest.fixture
+async def regular(make_user, auth_for):
+    user = await make_user(username="alice")
+    return user, await auth_for(user)
+
+
+@pytest.fixture
+async def admin(make_user, auth_for):
+    user = await make_user(username="boss", is_staff=True)
+    return user, await auth_for(user)
+
+
+ROLES = ["anonymous", "regular", "inactive", "staff", "superuser"]
+
+
+@pytest.fixture
+def role_headers(make_user, auth_for):
+    """Authorization headers for a role of the permission matrix."""
+
+    async def for_role(role: str) -> dict[str, str]:
+        if role == "anonymous":
+            return {}
+        fields = {
+            "regular": {},
+            "inactive": {"is_active": False},
+            "staff": {"is_staff": True},
+            "superuser": {"is_superuser": True},
+            "inactive_staff": {"is_staff": True, "is_active": False},
+        }[role]
+        return await auth_for(await make_user(**fields))
+
+    return for_role
+
+
+@pytest.fixture
+def create_course(api, admin):
+    async def create(**overrides) -> dict:
+        body = {
+            "course_title": "Onboarding",
+            "course_description": "Required for all new hires.",
+            "display_price": {"amount": "49.99", "currency": "USD"},
+            **overrides,
+        }
+        response = await api.post("/api/courses/", json=body, headers=admin[1])
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    return create
+
+
+@pytest.fixture
+def invariants(mongo_db):
+    """Assert shared/API.md's invariants for a course and return its enrollment count."""
+    from bson import ObjectId
+
+    async def check(course_id: str) -> int:
+        course = await mongo_db.courses.find_one({"_id": ObjectId(course_id)})
+        enrollments = await mongo_db.enrollments.find({"course_id": ObjectId(course_id)}).to_list(
+            None
+        )
+        listed = [u["user_id"] for u in course["enrolled_users"]]
+        pairs = [e["user_id"] for e in enrollments]
+        assert len(set(pairs)) == len(pairs), "a (user, course) pair has two enrollments"
+        assert len(set(listed)) == len(listed), "a user is listed twice in enrolled_users"
+        assert course["enrollers"] == len(listed) == len(enrollments)
+        assert set(listed) == set(pairs)
+        return len(enrollments)
+
+    return check
+
+
+class _CommandLog(list):
+    """Records started MongoDB commands (PyMongo command monitoring)."""
+
+    def started(self, event):
+        self.append(event)
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+    def named(self, *names: str) -> list:
+        return [e for e in self if e.command_name in names]
+
+
+@pytest.fixture
+async def command_log(mongo_db):
+    from pymongo.monitoring import CommandListener
+
+    from mongo.client import reset_client
+
+    log = _CommandLog()
+    listener = type(
+        "Listener",
+        (CommandListener,),
+        {
+            "started": lambda self, e: log.started(e),
+            "succeeded": lambda self, e: None,
+            "failed": lambda self, e: None,
+        },
+    )()
+    await reset_client([listener])
+    yield log
+    await reset_client([])
