@@ -16,6 +16,7 @@ def tokens_for_user(user: User) -> dict[str, str]:
     refresh = RefreshToken.for_user(user)  # records an OutstandingToken row
     # Claims that let hot paths trust the token without a SQL query; access tokens
     # copy them from the refresh token.
+    refresh["user_id"] = user.id  # an integer (simplejwt would write a string)
     refresh["username"] = user.username
     refresh["is_staff"] = user.is_staff
     refresh["is_superuser"] = user.is_superuser

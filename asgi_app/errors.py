@@ -54,7 +54,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         headers = {"Retry-After": "5"} if isinstance(exc, ServiceUnavailable) else None
         return Response(exc.as_body(), status=exc.status_code, headers=headers)
     if isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError):
-        logger.warning("sql database error: %s", type(exc).__name__)
+        logger.warning("sql database error: %s: %s", type(exc).__name__, exc)
         return Response(
             {
                 "detail": "The user database is unavailable, try again shortly.",

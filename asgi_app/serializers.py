@@ -4,11 +4,24 @@ from rest_framework import serializers
 class StrictSerializer(serializers.Serializer):
     """A serializer that rejects fields it does not declare, instead of ignoring them."""
 
-    def validate(self, attrs):
-        if isinstance(self.initial_data, dict):
-            unexpected = sorted(set(self.initial_data) - set(self.fields))
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unexpected = sorted(set(data) - set(self.fields))
             if unexpected:
                 raise serializers.ValidationError(
-                    {name: ["Unexpected field."] for name in unexpected}
+                    {str(name)[:100]: ["Unexpected field."] for name in unexpected}
                 )
-        return attrs
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only: DRF's CharField would silently accept 12 or true as "12"/"True"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictEmailField(StrictCharField, serializers.EmailField):
+    pass

@@ -74,6 +74,16 @@ DATABASES = {
         conn_max_age=env_int("DB_CONN_MAX_AGE", 0),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Concurrent requests use several connections: wait for locks instead of failing,
+    # take the write lock when a transaction starts (no deadlocking lock upgrades), and
+    # test on a file (an in-memory shared-cache database fails on locks at once).
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
 # ATOMIC_REQUESTS stays off: Django refuses it with async views. Multi-statement
 # writes are single sync functions run through sync_to_async inside atomic().
 

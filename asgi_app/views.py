@@ -47,6 +47,11 @@ class ApiView(AsyncAPIView):
         self.response = self.finalize_response(request, response, *args, **kwargs)
         return self.response
 
+    def get_authenticate_header(self, request) -> str:
+        # Also on views without authenticators (login, refresh): a 401 stays a 401 and
+        # names the scheme, instead of DRF's fallback to 403.
+        return super().get_authenticate_header(request) or 'Bearer realm="api"'
+
     def check_permissions(self, request):
         DRFAPIView.check_permissions(self, request)
 

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from asgi_app.serializers import StrictSerializer
+from asgi_app.serializers import StrictCharField, StrictSerializer
 from courses.currencies import ISO_4217
 from courses.documents import Course, Enrollment
 
@@ -64,7 +64,7 @@ class PriceSerializer(StrictSerializer):
     amount = serializers.DecimalField(
         max_digits=12, decimal_places=2, min_value=0, coerce_to_string=True
     )
-    currency = serializers.CharField(min_length=3, max_length=3)
+    currency = StrictCharField(min_length=3, max_length=3)
 
     def validate_currency(self, value: str) -> str:
         if value not in ISO_4217:
@@ -73,8 +73,8 @@ class PriceSerializer(StrictSerializer):
 
 
 class CourseCreateSerializer(StrictSerializer):
-    course_title = serializers.CharField(max_length=200)
-    course_description = serializers.CharField(max_length=10_000, allow_blank=True)
+    course_title = StrictCharField(max_length=200)
+    course_description = StrictCharField(max_length=10_000, allow_blank=True)
     display_price = PriceSerializer()
 
 

@@ -170,7 +170,10 @@ class Engine:
         if handler is None:
             return CommandError(COMMAND_NOT_FOUND, f"no such command: '{name}'").to_reply()
         if cmd.get("startTransaction") or cmd.get("autocommit") is False:
-            return self._no_transactions(db, cmd, conn)
+            return CommandError(
+                ILLEGAL_OPERATION,
+                "Transaction numbers are only allowed on a replica set member or mongos",
+            ).to_reply()
         try:
             with self.lock:
                 try:
@@ -249,6 +252,7 @@ class Engine:
                 "current": self.connections_current,
                 "totalCreated": self.connections_total,
             },
+            "metrics": {"cursor": {"open": {"total": len(self.cursors)}}},
         }
 
     def _start_session(self, db: str, cmd: Doc, conn: Connection) -> Doc:
@@ -419,9 +423,7 @@ class Engine:
             docs = docs[:limit]
         namespace = f"{db}.{cmd['find']}"
         projection = Projection(cmd.get("projection"))
-        return self._open_cursor(
-            namespace, docs, projection, cmd.get("batchSize"), single_batch
-        )
+        return self._open_cursor(namespace, docs, projection, cmd.get("batchSize"), single_batch)
 
     def _open_cursor(
         self,
@@ -438,7 +440,7 @@ class Engine:
         cursor_id = 0
         if position < len(docs) and not single_batch:
             self._reap_idle_cursors()
-            cursor_id = random.getrandbits(62) + 1  # noqa: S311 - not a secret
+            cursor_id = random.getrandbits(62) + 1
             self.cursors[cursor_id] = _Cursor(cursor_id, namespace, docs, position, projection)
         return {"cursor": {"firstBatch": batch, "id": Int64(cursor_id), "ns": namespace}}
 
@@ -508,7 +510,8 @@ class Engine:
             raise CommandError(FAILED_TO_PARSE, "'pipeline' option must be specified as an array")
         if "cursor" not in cmd and not cmd.get("explain"):
             raise CommandError(
-                FAILED_TO_PARSE, "The 'cursor' option is required, except for aggregate with the explain argument"
+                FAILED_TO_PARSE,
+                "The 'cursor' option is required, except for aggregate with the explain argument",
             )
         target = cmd["aggregate"]
         coll = None if target == 1 else self.collection(db, target)
@@ -556,15 +559,14 @@ class Engine:
                 if _options(existing.spec) != _options(spec):
                     raise CommandError(
                         INDEX_OPTIONS_CONFLICT,
-    INTERNAL_ERROR,
-                        f"An existing index has the same name but different options: {spec['name']}",
+                        "An existing index has the same name but different options:"
+                        f" {spec['name']}",
                     )
                 continue
             for other in coll.indexes.values():
                 if _same_key(other.key, key) and _options(other.spec) == _options(spec):
                     raise CommandError(
                         INDEX_OPTIONS_CONFLICT,
-    INTERNAL_ERROR,
                         f"Index already exists with a different name: {other.name}",
                     )
             coll.add_index(Index(spec))
@@ -601,9 +603,7 @@ class Engine:
                 if index_name == "_id_":
                     raise CommandError(INVALID_OPTIONS, "cannot drop _id index")
                 if index_name not in coll.indexes:
-                    raise CommandError(
-                        INDEX_NOT_FOUND, f"index not found with name [{index_name}]"
-                    )
+                    raise CommandError(INDEX_NOT_FOUND, f"index not found with name [{index_name}]")
         for index_name in names:
             del coll.indexes[index_name]
         return {"nIndexesWas": before}
@@ -777,4 +777,3 @@ def _same_key(left: dict[str, Any], right: dict[str, Any]) -> bool:
 
 def _options(spec: Doc) -> Doc:
     return {k: v for k, v in spec.items() if k not in ("v", "key", "name", "background")}
-

@@ -18,6 +18,7 @@ import socket
 import struct
 import sys
 import threading
+import traceback
 from typing import Any, BinaryIO
 
 import bson
@@ -58,7 +59,9 @@ def parse_op_msg(body: bytes) -> tuple[int, dict[str, Any]]:
         elif kind == 1:
             name_end = body.index(b"\x00", start + 4)
             identifier = body[start + 4 : name_end].decode()
-            sequences[identifier] = bson.decode_all(body[name_end + 1 : start + size], CODEC_OPTIONS)
+            sequences[identifier] = bson.decode_all(
+                body[name_end + 1 : start + size], CODEC_OPTIONS
+            )
         else:
             raise ProtocolError(f"unknown OP_MSG section kind {kind}")
         position = start + size
@@ -149,6 +152,9 @@ class StandinServer:
             pass  # the client hung up
         except ProtocolError as exc:
             print(f"standin: closing {peer}: {exc}", file=sys.stderr, flush=True)
+        except Exception:  # a bug: log it, drop this connection, keep serving the others
+            print(f"standin: closing {peer} after an internal error", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
         finally:
             self.engine.connections_current -= 1
             with self._clients_lock:

@@ -52,13 +52,15 @@ def apply_update(doc: Doc, update: Any, filt: dict[str, Any], *, is_insert: bool
             handler = _OPERATORS.get(operator)
             if handler is None:
                 raise CommandError(
-                    FAILED_TO_PARSE, f"Unknown modifier: {operator}. Expected a valid update modifier"
+                    FAILED_TO_PARSE,
+                    f"Unknown modifier: {operator}. Expected a valid update modifier",
                 )
             if operator == "$setOnInsert" and not is_insert:
                 continue
             if not isinstance(fields, dict):
                 raise CommandError(
-                    FAILED_TO_PARSE, f"Modifiers operate on fields but we found another type instead: {operator}"
+                    FAILED_TO_PARSE,
+                    f"Modifiers operate on fields but we found another type instead: {operator}",
                 )
             for path, argument in fields.items():
                 for parts in writer.expand_path(path):
@@ -288,7 +290,9 @@ def _arithmetic(name: str, operation: Callable[[Any, Any], Any], zero: bool) -> 
         current = writer.get(container, key)
         if current is _MISSING:
             # $inc on a missing field sets the operand; $mul sets a zero of the operand's type.
-            writer.put(container, key, _combine(0, operand, lambda a, b: a * b) if zero else operand)
+            writer.put(
+                container, key, _combine(0, operand, lambda a, b: a * b) if zero else operand
+            )
             return
         if not _is_number(current):
             raise CommandError(
@@ -447,7 +451,7 @@ def _op_bit(writer: _Writer, parts: list[str], spec: Any) -> None:
         elif operation == "xor":
             value ^= operand
         else:
-            raise CommandError(BAD_VALUE, f"The $bit modifier only supports 'and', 'or', 'xor'")
+            raise CommandError(BAD_VALUE, "The $bit modifier only supports 'and', 'or', 'xor'")
     writer.put(container, key, value)
 
 

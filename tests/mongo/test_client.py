@@ -16,11 +16,13 @@ def _free_port() -> int:
 @pytest.fixture
 async def mongo_down(settings):
     """Point the service at a port where nothing listens, with short timeouts."""
+    saved = settings.MONGODB_URI
     settings.MONGODB_URI = f"mongodb://127.0.0.1:{_free_port()}/?directConnection=true"
     settings.MONGODB_SERVER_SELECTION_TIMEOUT_MS = 300
     settings.MONGODB_CONNECT_TIMEOUT_MS = 300
     await reset_client()
     yield
+    settings.MONGODB_URI = saved  # before other fixtures' teardown drops their database
     await reset_client()
 
 
