@@ -1,8 +1,12 @@
-"""Request id middleware: async-only, so it adds no thread hop to the request path."""
+"""Middleware that adds no worker-thread round trips to API requests."""
 
 import re
 import uuid
 
+from django.contrib.auth import middleware as auth
+from django.contrib.messages import middleware as messages
+from django.contrib.sessions import middleware as sessions
+from django.middleware import clickjacking, common, csrf, security
 from django.utils.decorators import async_only_middleware
 
 from asgi_app.logging import request_id_var
@@ -25,3 +29,63 @@ def RequestIdMiddleware(get_response):
         return response
 
     return middleware
+
+
+class InlineMixin:
+    """Run a Django middleware's hooks on the event loop instead of in a worker thread.
+
+    Django adapts sync middleware for async requests by running `process_request` and
+    `process_response` through `sync_to_async`: two thread round trips per middleware per
+    request. For middleware that does no I/O (headers, cookies, host checks) that is pure
+    overhead, so these subclasses call the hooks directly.
+    """
+
+    async def __acall__(self, request):
+        response = self.process_request(request) if hasattr(self, "process_request") else None
+        response = response or await self.get_response(request)
+        if hasattr(self, "process_response"):
+            response = self.process_response(request, response)
+        return response
+
+
+class AdminOnlyMixin:
+    """Run a middleware only for the Django admin: the API authenticates with JWT and needs
+    no sessions, auth middleware or messages (and their thread round trips)."""
+
+    async def __acall__(self, request):
+        if request.path_info.startswith(ADMIN_PREFIX):
+            return await super().__acall__(request)
+        return await self.get_response(request)
+
+
+ADMIN_PREFIX = "/admin/"
+
+
+class SecurityMiddleware(InlineMixin, security.SecurityMiddleware):
+    pass
+
+
+class CommonMiddleware(InlineMixin, common.CommonMiddleware):
+    pass
+
+
+class CsrfViewMiddleware(InlineMixin, csrf.CsrfViewMiddleware):
+    async def process_view(self, request, callback, callback_args, callback_kwargs):
+        # Token checks are pure CPU; API views are csrf_exempt and return at once.
+        return super().process_view(request, callback, callback_args, callback_kwargs)
+
+
+class XFrameOptionsMiddleware(InlineMixin, clickjacking.XFrameOptionsMiddleware):
+    pass
+
+
+class SessionMiddleware(AdminOnlyMixin, sessions.SessionMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(AdminOnlyMixin, auth.AuthenticationMiddleware):
+    pass
+
+
+class MessageMiddleware(AdminOnlyMixin, messages.MessageMiddleware):
+    pass

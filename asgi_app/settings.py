@@ -38,14 +38,16 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Django's own middleware, adapted to run without thread hops (see asgi_app.middleware);
+    # sessions, auth and messages run for the admin site only.
     "asgi_app.middleware.RequestIdMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "asgi_app.middleware.SecurityMiddleware",
+    "asgi_app.middleware.SessionMiddleware",
+    "asgi_app.middleware.CommonMiddleware",
+    "asgi_app.middleware.CsrfViewMiddleware",
+    "asgi_app.middleware.AuthenticationMiddleware",
+    "asgi_app.middleware.MessageMiddleware",
+    "asgi_app.middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "asgi_app.urls"
@@ -131,6 +133,7 @@ MONGODB_WRITE_CONCERN = env_str("MONGODB_WRITE_CONCERN", "majority")
 ASSIGN_MAX_USERS = env_int("ASSIGN_MAX_USERS", 10_000)
 
 THROTTLE_DISABLED = env_bool("THROTTLE_DISABLED", default=False)
+BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", default=False)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.TokenClaimsAuthentication"],

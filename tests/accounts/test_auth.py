@@ -204,7 +204,9 @@ async def test_me_requires_a_token(api):
     assert "detail" in response.json()
 
 
-def _forge(claims: dict, key: str = "wrong-key", algorithm: str = "HS256") -> str:
+def _forge(
+    claims: dict, key: str = "wrong-key-of-a-reasonable-length-0123456789", algorithm: str = "HS256"
+) -> str:
     return jwt.encode(claims, key, algorithm=algorithm)
 
 

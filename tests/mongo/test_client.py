@@ -1,3 +1,4 @@
+import inspect
 import socket
 import time
 
@@ -30,7 +31,10 @@ async def test_indexes_are_created_idempotently(mongo_db):
     first = await ensure_indexes(mongo_db)
     second = await ensure_indexes(mongo_db)
     assert sorted(first) == sorted(second)
-    names = {i["name"] async for i in await mongo_db.enrollments.list_indexes()}
+    cursor = mongo_db.enrollments.list_indexes()
+    if inspect.isawaitable(cursor):  # PyMongo's async API awaits it; Motor returns it directly
+        cursor = await cursor
+    names = {i["name"] async for i in cursor}
     assert {"course_user_unique", "user_enrolled_at"} <= names
     unique = [i for i in INDEXES if i.options.get("unique")]
     assert unique
