@@ -5,6 +5,7 @@ processes (manage.py and uvicorn). Ctrl-C stops everything it started.
 """
 
 import os
+import signal
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -17,7 +18,13 @@ def _run(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, *args], cwd=ROOT, env=env, check=True)  # noqa: S603
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # SIGTERM stops everything too, like Ctrl-C (the ExitStack stops the stand-in).
+    signal.signal(signal.SIGTERM, _interrupt)
     env = dict(os.environ)
     with ExitStack() as stack:
         if not env.get("MONGODB_URI"):
