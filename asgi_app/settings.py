@@ -129,6 +129,7 @@ MONGODB_CONNECT_TIMEOUT_MS = env_int("MONGODB_CONNECT_TIMEOUT_MS", 2000)
 MONGODB_SOCKET_TIMEOUT_MS = env_int("MONGODB_SOCKET_TIMEOUT_MS", 10000)
 # Production: w=majority, journaled writes; see README "Durability".
 MONGODB_WRITE_CONCERN = env_str("MONGODB_WRITE_CONCERN", "majority")
+MONGODB_JOURNAL = env_bool("MONGODB_JOURNAL", default=True)
 
 ASSIGN_MAX_USERS = env_int("ASSIGN_MAX_USERS", 10_000)
 
@@ -172,6 +173,14 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "EnrollmentStatusEnum": ["active"],
+        "AssignmentStatusEnum": ["enrolled", "already_enrolled", "not_found", "inactive"],
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "asgi_app.schema.add_operations_endpoints",
+    ],
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -182,10 +191,25 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_BODY_BYTES", 1024 * 1024)
+# Body limits, enforced before Django reads a body by asgi_app.limits (answers 413).
+MAX_BODY_BYTES = env_int("MAX_BODY_BYTES", 1024 * 1024)
+MAX_ASSIGN_BODY_BYTES = env_int("MAX_ASSIGN_BODY_BYTES", 4 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(MAX_BODY_BYTES, MAX_ASSIGN_BODY_BYTES)
+
+# CORS is off unless origins are configured (django-cors-headers); the middleware is only
+# installed then, so the request path pays nothing for it by default.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/(api/|healthz|readyz).*$"
+CORS_ALLOW_HEADERS = ("authorization", "content-type", "x-request-id")
+CORS_EXPOSE_HEADERS = ("x-request-id", "retry-after")
+if CORS_ALLOWED_ORIGINS:
+    INSTALLED_APPS.append("corsheaders")
+    MIDDLEWARE.insert(1, "corsheaders.middleware.CorsMiddleware")
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {

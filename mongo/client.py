@@ -39,7 +39,10 @@ _listeners: list[CommandListener] = []
 def _write_concern() -> WriteConcern:
     raw = str(settings.MONGODB_WRITE_CONCERN)
     w: int | str = int(raw) if raw.isdigit() else raw
-    return WriteConcern(w=w)
+    # Acknowledged by a majority of the replica set and journaled: an acknowledged
+    # enrollment survives a primary failover or crash. (A standalone server treats
+    # majority as itself.)
+    return WriteConcern(w=w, j=settings.MONGODB_JOURNAL)
 
 
 def _client_options() -> dict[str, Any]:

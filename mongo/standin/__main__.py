@@ -52,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         snapshotter = Snapshotter(engine, args.data_file, args.snapshot_interval)
 
     server = StandinServer(engine, args.host, args.port)
-    port = server.bind()
+    try:
+        port = server.bind()
+    except OSError as exc:
+        print(f"standin: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
     engine.shutdown_hook = server.stop
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -113,7 +113,7 @@ def _unset(docs: list[Doc], fields: Any) -> list[Doc]:
 
 def _project(docs: list[Doc], spec: Any) -> list[Doc] | None:
     if not isinstance(spec, dict) or not all(
-        isinstance(v, bool | int | float) and not isinstance(v, dict) for v in spec.values()
+        isinstance(v, bool | int | float) for v in spec.values()
     ):
         return None  # computed fields: mongomock's expression engine
     projection = Projection(spec)

@@ -164,8 +164,10 @@ class Engine:
         """Run one command; always returns a reply document (``ok: 0`` on failure)."""
         if not cmd:
             return CommandError(FAILED_TO_PARSE, "empty command").to_reply()
-        name = next(iter(cmd))
-        name = _ALIASES.get(name.lower(), name)
+        given = next(iter(cmd))
+        name = _ALIASES.get(given.lower(), given)
+        if name != given:  # canonical spelling first, so handlers can read cmd[name]
+            cmd = {name: cmd[given], **{k: v for k, v in cmd.items() if k != given}}
         handler = self._handlers.get(name)
         if handler is None:
             return CommandError(COMMAND_NOT_FOUND, f"no such command: '{name}'").to_reply()
@@ -196,12 +198,17 @@ class Engine:
 
     # ------------------------------------------------------------------------ collections
 
-    def collection(self, db: str, name: Any, create: bool = False) -> Collection | None:
+    def collection(self, db: str, name: Any) -> Collection | None:
+        """The named collection, or None if it does not exist."""
         if not isinstance(name, str) or not name or "\x00" in name:
             raise CommandError(INVALID_NAMESPACE, f"Invalid namespace specified '{db}.{name}'")
         database = self.databases.get(db)
-        found = database.get(name) if database is not None else None
-        if found is None and create:
+        return database.get(name) if database is not None else None
+
+    def ensure_collection(self, db: str, name: Any) -> Collection:
+        """The named collection, created (as MongoDB does implicitly on writes) if missing."""
+        found = self.collection(db, name)
+        if found is None:
             found = Collection(db, name)
             self.databases.setdefault(db, {})[name] = found
         return found
@@ -273,8 +280,7 @@ class Engine:
     # ---------------------------------------------------------------------------- writes
 
     def _insert(self, db: str, cmd: Doc, conn: Connection) -> Doc:
-        coll = self.collection(db, cmd["insert"], create=True)
-        assert coll is not None  # noqa: S101 - create=True always returns one
+        coll = self.ensure_collection(db, cmd["insert"])
         ordered = cmd.get("ordered", True)
         inserted = 0
         errors: list[Doc] = []
@@ -324,18 +330,22 @@ class Engine:
             )
         if statement.get("arrayFilters"):
             raise CommandError(BAD_VALUE, "arrayFilters are not supported by the stand-in")
-        coll = self.collection(db, name, create=bool(statement.get("upsert")))
-        targets = coll.find(query, limit=0 if multi else 1) if coll is not None else []
+        coll = self.collection(db, name)
+        if coll is None:
+            if not statement.get("upsert"):
+                return 0, 0, None
+            coll = self.ensure_collection(db, name)
+        targets = coll.find(query, limit=0 if multi else 1)
         modified = 0
         for doc in targets:
             new = apply_update(doc, update, query, is_insert=False)
             if new != doc:
-                coll.replace(doc, new)  # type: ignore[union-attr]
+                coll.replace(doc, new)
                 modified += 1
         if targets or not statement.get("upsert"):
             return len(targets), modified, None
         new = _upsert_document(query, update)
-        coll.insert(new)  # type: ignore[union-attr]
+        coll.insert(new)
         return 0, 0, new["_id"]
 
     def _delete(self, db: str, cmd: Doc, conn: Connection) -> Doc:
@@ -368,12 +378,13 @@ class Engine:
             raise CommandError(FAILED_TO_PARSE, "Either an update or remove=true must be specified")
         if remove and upsert:
             raise CommandError(FAILED_TO_PARSE, "Cannot specify both upsert=true and remove=true")
-        coll = self.collection(db, cmd["findAndModify"], create=upsert)
-        sort = cmd.get("sort")
+        name = cmd["findAndModify"]
+        coll = self.ensure_collection(db, name) if upsert else self.collection(db, name)
         if coll is None:
-            found: list[Doc] = []
-        elif sort:
-            found = sort_documents(coll.find(query), sort)[:1]
+            return {"lastErrorObject": {"n": 0, "updatedExisting": False}, "value": None}
+        sort = cmd.get("sort")
+        if sort:
+            found = sort_documents(coll.find(query), sort, limit=1)
         else:
             found = coll.find(query, limit=1)
         target = found[0] if found else None
@@ -382,17 +393,17 @@ class Engine:
         value: Doc | None = None
         if remove:
             if target is not None:
-                coll.delete(target)  # type: ignore[union-attr]
+                coll.delete(target)
                 last_error, value = {"n": 1}, target
         elif target is not None:
             new = apply_update(target, update, query, is_insert=False)
             if new != target:
-                coll.replace(target, new)  # type: ignore[union-attr]
+                coll.replace(target, new)
             last_error = {"n": 1, "updatedExisting": True}
             value = new if cmd.get("new") else target
         elif upsert:
             new = _upsert_document(query, update)
-            coll.insert(new)  # type: ignore[union-attr]
+            coll.insert(new)
             last_error = {"n": 1, "updatedExisting": False, "upserted": new["_id"]}
             value = new if cmd.get("new") else None
         else:
@@ -414,7 +425,7 @@ class Engine:
         if coll is None:
             docs: list[Doc] = []
         elif sort:
-            docs = sort_documents(coll.find(cmd.get("filter")), sort)
+            docs = sort_documents(coll.find(cmd.get("filter")), sort, skip + limit if limit else 0)
         else:
             docs = coll.find(cmd.get("filter"), limit=skip + limit if limit else 0)
         if skip:
@@ -537,8 +548,7 @@ class Engine:
     def _create_indexes(self, db: str, cmd: Doc, conn: Connection) -> Doc:
         name = cmd["createIndexes"]
         existed = self.collection(db, name) is not None
-        coll = self.collection(db, name, create=True)
-        assert coll is not None  # noqa: S101
+        coll = self.ensure_collection(db, name)
         before = len(coll.indexes) + 1
         for raw in cmd.get("indexes", []):
             key = raw.get("key")
@@ -646,7 +656,7 @@ class Engine:
     def _create(self, db: str, cmd: Doc, conn: Connection) -> Doc:
         if self.collection(db, cmd["create"]) is not None:
             raise CommandError(NAMESPACE_EXISTS, f"Collection {db}.{cmd['create']} already exists.")
-        self.collection(db, cmd["create"], create=True)
+        self.ensure_collection(db, cmd["create"])
         return {}
 
     def _drop(self, db: str, cmd: Doc, conn: Connection) -> Doc:
@@ -714,8 +724,7 @@ class Engine:
         ]
 
     def load(self, db: str, name: str, index_specs: list[Doc], docs: list[Doc]) -> None:
-        coll = self.collection(db, name, create=True)
-        assert coll is not None  # noqa: S101
+        coll = self.ensure_collection(db, name)
         for doc in docs:
             coll.insert(doc)
         for spec in index_specs:

@@ -10,6 +10,7 @@ BSON type order, so sorting runs at the speed of Python's own ``sorted``.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import re
 from collections.abc import Hashable, Iterator
 from typing import Any
@@ -119,8 +120,6 @@ def first_value(doc: Any, path: str) -> Any:
 
 # ---------------------------------------------------------------------------------- sorting
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
 
 def sort_key(value: Any, descending: bool = False) -> tuple[Any, ...]:
     """A tuple ordering values like MongoDB's BSON comparison order.
@@ -137,6 +136,16 @@ def sort_key(value: Any, descending: bool = False) -> tuple[Any, ...]:
 
 def _scalar_key(value: Any) -> tuple[Any, ...]:
     # Ranks follow https://www.mongodb.com/docs/manual/reference/bson-type-comparison-order/
+    # Exact-type fast paths first: sorting calls this once per document and key.
+    kind = type(value)
+    if kind is str:
+        return (3, value)
+    if kind is dt.datetime and value.tzinfo is not None:
+        return (9, value)
+    if kind is ObjectId:
+        return (7, value)
+    if kind is int:
+        return (2, value)
     if value is None:
         return (1,)
     if isinstance(value, bool):
@@ -153,11 +162,10 @@ def _scalar_key(value: Any) -> tuple[Any, ...]:
     if isinstance(value, bytes):
         return (6, len(value), getattr(value, "subtype", 0), bytes(value))
     if isinstance(value, ObjectId):
-        return (7, value.binary)
+        return (7, value)
     if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return (9, (value - _EPOCH).total_seconds())
+        # Stored datetimes are tz-aware (decoded with tz_aware=True); naive ones mean UTC.
+        return (9, value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC))
     if isinstance(value, Timestamp):
         return (10, value.time, value.inc)
     if isinstance(value, Regex | re.Pattern):
@@ -175,17 +183,40 @@ def _scalar_key_or_array(value: Any) -> tuple[Any, ...]:
     return _scalar_key(value)
 
 
-def sort_documents(docs: list[dict[str, Any]], spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Sort ``docs`` by a MongoDB sort spec ({field: 1 | -1, ...}); stable like MongoDB."""
-    result = list(docs)
-    # Stable multi-pass sort from the least significant key up.
-    for field, direction in reversed(list(spec.items())):
+def sort_documents(
+    docs: list[dict[str, Any]], spec: dict[str, Any], limit: int = 0
+) -> list[dict[str, Any]]:
+    """Sort ``docs`` by a MongoDB sort spec ({field: 1 | -1, ...}), stable like MongoDB.
+
+    With ``limit`` > 0 only the first ``limit`` documents are returned; when every key sorts
+    the same direction that is a heap selection (O(n log limit)) instead of a full sort,
+    which keeps paginated listings cheap.
+    """
+    fields: list[tuple[tuple[str, ...], bool]] = []
+    for field, direction in spec.items():
         if isinstance(direction, dict):  # {$meta: "textScore"}: no text search, keep order
             continue
-        descending = direction in (-1, -1.0)
-        parts = tuple(field.split("."))
+        if field == "$natural":
+            docs = docs[::-1] if direction in (-1, -1.0) else list(docs)
+            continue
+        fields.append((tuple(field.split(".")), direction in (-1, -1.0)))
+    if not fields:
+        return docs[:limit] if limit > 0 else list(docs)
+    if len({descending for _, descending in fields}) == 1:
+        descending = fields[0][1]
+
+        def composite(doc: dict[str, Any]) -> tuple:
+            return tuple(_doc_sort_key(doc, parts, descending) for parts, _ in fields)
+
+        if 0 < limit < len(docs):
+            select = heapq.nlargest if descending else heapq.nsmallest
+            return select(limit, docs, key=composite)
+        return sorted(docs, key=composite, reverse=descending)
+    result = list(docs)
+    # Mixed directions: stable multi-pass sort from the least significant key up.
+    for parts, descending in reversed(fields):
         result.sort(key=lambda d: _doc_sort_key(d, parts, descending), reverse=descending)
-    return result
+    return result[:limit] if limit > 0 else result
 
 
 def _doc_sort_key(doc: dict[str, Any], parts: tuple[str, ...], descending: bool) -> tuple:

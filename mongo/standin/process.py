@@ -37,12 +37,14 @@ class StandinProcess:
         host: str = "127.0.0.1",
         snapshot_interval: float | None = None,
         start_timeout: float = 15.0,
+        keep_log: bool = False,
     ) -> None:
         self.host = host
         self.port = port
         self.data_file = data_file
         self.snapshot_interval = snapshot_interval
         self.start_timeout = start_timeout
+        self.keep_log = keep_log  # else the output file is deleted once the process is gone
         self.log_path: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -76,14 +78,17 @@ class StandinProcess:
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM (clean shutdown, final snapshot); SIGKILL if it does not exit in time."""
         process = self._process
-        if process is None or process.poll() is not None:
-            return process.returncode if process else None
-        process.send_signal(signal.SIGTERM)
-        try:
-            return process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            return process.wait()
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._discard_log()
+        return process.returncode
 
     def kill(self) -> None:
         """SIGKILL: simulates a crash (no final snapshot)."""
@@ -91,6 +96,7 @@ class StandinProcess:
         if process is not None and process.poll() is None:
             process.kill()
             process.wait()
+        self._discard_log()
 
     def __enter__(self) -> StandinProcess:
         return self.start()
@@ -125,6 +131,10 @@ class StandinProcess:
         return Path(self.log_path).read_text(errors="replace")
 
     # -------------------------------------------------------------------------- helpers
+
+    def _discard_log(self) -> None:
+        if not self.keep_log and self.log_path and os.path.exists(self.log_path):
+            os.unlink(self.log_path)
 
     def _deadline_left(self, deadline: float) -> float:
         left = deadline - time.monotonic()

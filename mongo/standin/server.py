@@ -91,23 +91,25 @@ class StandinServer:
 
     def bind(self) -> int:
         """Bind and listen; returns the port (useful with port 0)."""
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, self.port))
-        listener.listen(_LISTEN_BACKLOG)
-        # A timeout lets the accept loop notice stop() (signal handlers only set a flag).
-        listener.settimeout(0.2)
-        self._listener = listener
-        self.port = listener.getsockname()[1]
-        return self.port
+        return self._listen().getsockname()[1]
+
+    def _listen(self) -> socket.socket:
+        if self._listener is None:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.host, self.port))
+            listener.listen(_LISTEN_BACKLOG)
+            # A timeout lets the accept loop notice stop() (signal handlers only set a flag).
+            listener.settimeout(0.2)
+            self._listener = listener
+            self.port = listener.getsockname()[1]
+        return self._listener
 
     def serve_forever(self) -> None:
-        if self._listener is None:
-            self.bind()
-        assert self._listener is not None  # noqa: S101 - bind() sets it
+        listener = self._listen()
         while not self._stopping.is_set():
             try:
-                client, address = self._listener.accept()
+                client, address = listener.accept()
             except TimeoutError:
                 continue
             except OSError:
@@ -121,7 +123,7 @@ class StandinServer:
                 target=self._serve_connection, args=(client, peer), daemon=True
             )
             thread.start()
-        self._listener.close()
+        listener.close()
 
     def stop(self) -> None:
         """Ask the accept loop to exit and hang up on every client."""
@@ -140,8 +142,8 @@ class StandinServer:
         conn = Connection(id=next(self._connection_ids), peer=peer)
         with self._clients_lock:
             self._clients.add(client)
-        self.engine.connections_current += 1
-        self.engine.connections_total += 1
+            self.engine.connections_current += 1
+            self.engine.connections_total += 1
         reader = client.makefile("rb")
         try:
             while not self._stopping.is_set():
@@ -156,9 +158,9 @@ class StandinServer:
             print(f"standin: closing {peer} after an internal error", file=sys.stderr)
             traceback.print_exc(file=sys.stderr)
         finally:
-            self.engine.connections_current -= 1
             with self._clients_lock:
                 self._clients.discard(client)
+                self.engine.connections_current -= 1
             reader.close()
             client.close()
 

@@ -78,6 +78,7 @@ class Snapshotter:
     def __init__(self, engine: Engine, path: str, interval: float) -> None:
         self.engine = engine
         self.path = path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.interval = interval
         self._saved_version = engine.version
         self._write_lock = threading.Lock()

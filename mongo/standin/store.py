@@ -9,7 +9,7 @@ old object sees a consistent, frozen version.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from mongomock import OperationFailure
@@ -104,18 +104,17 @@ class Collection:
     # ------------------------------------------------------------------------------- reads
 
     def find(self, filt: dict[str, Any] | None, limit: int = 0) -> list[Doc]:
-        """Documents matching ``filt`` in natural order; stops after ``limit`` if > 0."""
-        found = self.iter_matching(filt)
-        return list(itertools.islice(found, limit) if limit > 0 else found)
+        """Documents matching ``filt`` in natural order; stops after ``limit`` if > 0.
 
-    def iter_matching(self, filt: dict[str, Any] | None) -> Iterator[Doc]:
+        The result is a list (fully materialised), so callers may write while walking it.
+        """
         if not filt:
-            return iter(list(self.docs.values()))
+            docs = self.docs.values()
+            return list(itertools.islice(docs, limit) if limit > 0 else docs)
         candidates = self.candidates(filt)
         pool: Iterable[Doc] = self.docs.values() if candidates is None else candidates
-        if candidates is None:
-            pool = list(pool)  # the caller may write while iterating (update many)
-        return (doc for doc in pool if matches(filt, doc))
+        found = (doc for doc in pool if matches(filt, doc))
+        return list(itertools.islice(found, limit) if limit > 0 else found)
 
     def candidates(self, filt: dict[str, Any]) -> list[Doc] | None:
         """A superset of the documents matching ``filt`` found through ``_id`` or an index.

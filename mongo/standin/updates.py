@@ -137,8 +137,18 @@ class _Writer:
         container[key] = child
         return child
 
-    def parent(self, parts: list[str], create: bool) -> tuple[Any, str] | None:
-        """The (owned) container holding the last path element, creating dicts if asked."""
+    def parent(self, parts: list[str]) -> tuple[Any, str]:
+        """The (owned) container that will hold the last path element; creates missing dicts."""
+        found = self._parent(parts, create=True)
+        if found is None:  # pragma: no cover - _parent only returns None when not creating
+            raise _not_viable(parts[-1], self.root)
+        return found
+
+    def existing_parent(self, parts: list[str]) -> tuple[Any, str] | None:
+        """The (owned) container holding the last path element, or None if the path is absent."""
+        return self._parent(parts, create=False)
+
+    def _parent(self, parts: list[str], create: bool) -> tuple[Any, str] | None:
         container: Any = self.root
         for position, part in enumerate(parts[:-1]):
             if isinstance(container, dict):
@@ -151,6 +161,8 @@ class _Writer:
                 child = container[key] if key < len(container) else _MISSING
                 if child is None and create:
                     child = _MISSING
+            elif not create:
+                return None  # e.g. $unset "list.field": nothing to remove
             else:
                 raise _not_viable(parts[position], container)
             if child is _MISSING:
@@ -249,12 +261,12 @@ def _positional_index(filt: dict[str, Any], array_path: str, array: Any) -> int:
 
 
 def _op_set(writer: _Writer, parts: list[str], value: Any) -> None:
-    container, key = writer.parent(parts, create=True)  # type: ignore[misc]
+    container, key = writer.parent(parts)
     writer.put(container, key, value)
 
 
 def _op_unset(writer: _Writer, parts: list[str], _: Any) -> None:
-    found = writer.parent(parts, create=False)
+    found = writer.existing_parent(parts)
     if found is None:
         return
     container, key = found
@@ -286,7 +298,7 @@ def _arithmetic(name: str, operation: Callable[[Any, Any], Any], zero: bool) -> 
     def apply(writer: _Writer, parts: list[str], operand: Any) -> None:
         if not _is_number(operand):
             raise CommandError(TYPE_MISMATCH, f"Cannot {name} with non-numeric argument")
-        container, key = writer.parent(parts, create=True)  # type: ignore[misc]
+        container, key = writer.parent(parts)
         current = writer.get(container, key)
         if current is _MISSING:
             # $inc on a missing field sets the operand; $mul sets a zero of the operand's type.
@@ -307,7 +319,7 @@ def _arithmetic(name: str, operation: Callable[[Any, Any], Any], zero: bool) -> 
 
 def _extremum(keep_new: Callable[[tuple, tuple], bool]) -> Callable:
     def apply(writer: _Writer, parts: list[str], operand: Any) -> None:
-        container, key = writer.parent(parts, create=True)  # type: ignore[misc]
+        container, key = writer.parent(parts)
         current = writer.get(container, key)
         if current is _MISSING or keep_new(sort_key(operand), sort_key(current)):
             writer.put(container, key, operand)
@@ -318,7 +330,7 @@ def _extremum(keep_new: Callable[[tuple, tuple], bool]) -> Callable:
 def _op_rename(writer: _Writer, parts: list[str], target: Any) -> None:
     if not isinstance(target, str):
         raise CommandError(BAD_VALUE, "The 'to' field for $rename must be a string")
-    found = writer.parent(parts, create=False)
+    found = writer.existing_parent(parts)
     if found is None:
         return
     container, key = found
@@ -339,7 +351,7 @@ def _op_current_date(writer: _Writer, parts: list[str], spec: Any) -> None:
 
 
 def _array_at(writer: _Writer, parts: list[str], create: bool) -> tuple[Any, str, list] | None:
-    found = writer.parent(parts, create=create)
+    found = writer.parent(parts) if create else writer.existing_parent(parts)
     if found is None:
         return None
     container, key = found
@@ -355,6 +367,13 @@ def _array_at(writer: _Writer, parts: list[str], create: bool) -> tuple[Any, str
     return container, key, current
 
 
+def _array_for_write(writer: _Writer, parts: list[str]) -> tuple[Any, str, list]:
+    found = _array_at(writer, parts, create=True)
+    if found is None:  # pragma: no cover - _array_at only returns None when not creating
+        raise _not_viable(parts[-1], writer.root)
+    return found
+
+
 def _each(argument: Any) -> tuple[list[Any], dict[str, Any]]:
     if isinstance(argument, dict) and "$each" in argument:
         values = argument["$each"]
@@ -365,7 +384,7 @@ def _each(argument: Any) -> tuple[list[Any], dict[str, Any]]:
 
 
 def _op_push(writer: _Writer, parts: list[str], argument: Any) -> None:
-    container, key, current = _array_at(writer, parts, create=True)  # type: ignore[misc]
+    container, key, current = _array_for_write(writer, parts)
     values, modifiers = _each(argument)
     position = modifiers.get("$position")
     if position is None:
@@ -386,7 +405,7 @@ def _op_push(writer: _Writer, parts: list[str], argument: Any) -> None:
 
 
 def _op_add_to_set(writer: _Writer, parts: list[str], argument: Any) -> None:
-    container, key, current = _array_at(writer, parts, create=True)  # type: ignore[misc]
+    container, key, current = _array_for_write(writer, parts)
     values, _ = _each(argument)
     present = {hkey(v) for v in current}
     new = list(current)
@@ -440,7 +459,7 @@ def _op_pop(writer: _Writer, parts: list[str], direction: Any) -> None:
 
 
 def _op_bit(writer: _Writer, parts: list[str], spec: Any) -> None:
-    container, key = writer.parent(parts, create=True)  # type: ignore[misc]
+    container, key = writer.parent(parts)
     value = writer.get(container, key)
     value = 0 if value is _MISSING else value
     for operation, operand in spec.items():
