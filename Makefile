@@ -43,3 +43,15 @@ test-motor: $(STAMP)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .standin-data.bson
+
+# Headless locust run against a stack it starts itself (stand-in unless MONGODB_URI is set),
+# then checks zero failures and the API.md invariants; see loadtest/run.py for the knobs
+# (LOADTEST_USERS, LOADTEST_DURATION, LOADTEST_SCENARIO, WEB_CONCURRENCY, ...).
+LOADTEST_STAMP := $(VENV)/.installed-loadtest
+
+$(LOADTEST_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $(LOADTEST_STAMP)
+
+loadtest: $(LOADTEST_STAMP)
+	$(PY) loadtest/run.py
