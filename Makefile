@@ -55,3 +55,14 @@ $(LOADTEST_STAMP): $(STAMP) pyproject.toml
 
 loadtest: $(LOADTEST_STAMP)
 	$(PY) loadtest/run.py
+
+# Schemathesis against /api/schema/ on a real server it starts (stand-in, temp SQLite),
+# anonymous, as a user and as an admin; fails on any 5xx or schema mismatch.
+FUZZ_STAMP := $(VENV)/.installed-fuzz
+
+$(FUZZ_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[dev,fuzz]'
+	touch $(FUZZ_STAMP)
+
+fuzz: $(FUZZ_STAMP)
+	$(PY) -m tests.reliability.fuzz $(FUZZ_ARGS)

@@ -1,4 +1,4 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -33,8 +33,9 @@ class RegisterView(ApiView):
 
     @extend_schema(
         request=RegisterSerializer,
-        responses={201: RegisterResponseSerializer, **ERRORS(400, 429, 503)},
+        responses={201: RegisterResponseSerializer, **ERRORS(400, 413, 415, 429, 503)},
         auth=[],
+        summary="Register; returns the user and a token pair.",
     )
     async def post(self, request):
         user, pair = await services.user_register(**_valid(RegisterSerializer, request))
@@ -48,8 +49,9 @@ class LoginView(ApiView):
 
     @extend_schema(
         request=LoginSerializer,
-        responses={200: TokenPairSerializer, **ERRORS(400, 401, 429, 503)},
+        responses={200: TokenPairSerializer, **ERRORS(400, 401, 413, 415, 429, 503)},
         auth=[],
+        summary="Log in with username and password; returns a token pair.",
     )
     async def post(self, request):
         return Response(await services.user_login(**_valid(LoginSerializer, request)))
@@ -61,8 +63,9 @@ class RefreshView(ApiView):
 
     @extend_schema(
         request=RefreshSerializer,
-        responses={200: TokenPairSerializer, **ERRORS(400, 401, 503)},
+        responses={200: TokenPairSerializer, **ERRORS(400, 401, 413, 415, 503)},
         auth=[],
+        summary="Rotate a refresh token: the old one is blacklisted.",
     )
     async def post(self, request):
         return Response(await services.tokens_refresh(**_valid(RefreshSerializer, request)))
@@ -73,7 +76,13 @@ class LogoutView(ApiView):
     permission_classes = [AllowAny]
 
     @extend_schema(
-        request=RefreshSerializer, responses={205: None, **ERRORS(400, 401, 503)}, auth=[]
+        request=RefreshSerializer,
+        responses={
+            205: OpenApiResponse(description="Logged out; the refresh token is blacklisted."),
+            **ERRORS(400, 401, 413, 415, 503),
+        },
+        auth=[],
+        summary="Log out: blacklist a refresh token.",
     )
     async def post(self, request):
         await services.token_logout(**_valid(RefreshSerializer, request))
@@ -83,7 +92,9 @@ class LogoutView(ApiView):
 class MeView(ApiView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: UserSerializer, **ERRORS(401, 503)})
+    @extend_schema(
+        responses={200: UserSerializer, **ERRORS(401, 503)}, summary="The caller's own user."
+    )
     async def get(self, request):
         user = await selectors.user_get_active(user_id=request.user.id)
         if user is None:
@@ -102,6 +113,8 @@ class UserListView(ApiView):
             *LIST_PARAMS,
         ],
         responses={200: paginated(UserSerializer), **ERRORS(401, 403, 503)},
+        operation_id="users_list",
+        summary="List and search users (admin only).",
     )
     async def get(self, request):
         page = page_params(request)

@@ -15,6 +15,7 @@ class RequestIdFilter(logging.Filter):
 
 
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"request_id", "message", "asctime"}
+_STANDARD_ATTRS.add("color_message")  # uvicorn's ANSI-coloured copy of the message
 
 
 class JsonFormatter(logging.Formatter):

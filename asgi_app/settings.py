@@ -227,6 +227,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.request": {"level": "ERROR"},
-        "uvicorn.access": {"level": env_str("ACCESS_LOG_LEVEL", "WARNING")},
+        # uvicorn configures its own plain-text handlers before Django starts; send its
+        # lines through the JSON handler instead (dictConfig drops the loggers' handlers).
+        "uvicorn": {"propagate": True},
+        "uvicorn.access": {"level": env_str("ACCESS_LOG_LEVEL", "WARNING"), "propagate": True},
     },
 }

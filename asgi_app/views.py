@@ -47,6 +47,11 @@ class ApiView(AsyncAPIView):
         self.response = self.finalize_response(request, response, *args, **kwargs)
         return self.response
 
+    async def options(self, request, *args, **kwargs):
+        # DRF's OPTIONS handler is synchronous and async_dispatch awaits every handler:
+        # without this, OPTIONS was a 500 on every API endpoint.
+        return DRFAPIView.options(self, request, *args, **kwargs)
+
     def get_authenticate_header(self, request) -> str:
         # Also on views without authenticators (login, refresh): a 401 stays a 401 and
         # names the scheme, instead of DRF's fallback to 403.

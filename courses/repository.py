@@ -15,7 +15,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from courses.documents import Course, EnrolledUser, Enrollment
 from mongo.client import get_db, unavailable_on_driver_error
-from mongo.indexes import COURSES, ENROLLMENTS
+from mongo.indexes import COURSES, ENROLLMENTS, ENSURED, ensure_indexes_before_write
 
 DUPLICATE_KEY = 11000
 _LIST_PROJECTION = {"enrolled_users": 0}
@@ -217,9 +217,12 @@ async def course_replace_enrolled(
 
 async def enrollment_insert(enrollment: Enrollment) -> bool:
     """Insert; False when the (course, user) pair already has an enrollment."""
+    db = get_db()
+    if db.name not in ENSURED:  # only after a startup outage: see ensure_indexes_before_write
+        await ensure_indexes_before_write(db)
     try:
         with unavailable_on_driver_error():
-            await get_db()[ENROLLMENTS].insert_one(_enrollment_doc(enrollment))
+            await db[ENROLLMENTS].insert_one(_enrollment_doc(enrollment))
     except DuplicateKeyError:
         return False
     return True
@@ -229,9 +232,12 @@ async def enrollment_insert_many(enrollments: Sequence[Enrollment]) -> set[int]:
     """One unordered bulk insert; returns the user ids that already had an enrollment."""
     if not enrollments:
         return set()
+    db = get_db()
+    if db.name not in ENSURED:
+        await ensure_indexes_before_write(db)
     try:
         with unavailable_on_driver_error():
-            await get_db()[ENROLLMENTS].bulk_write(
+            await db[ENROLLMENTS].bulk_write(
                 [InsertOne(_enrollment_doc(e)) for e in enrollments], ordered=False
             )
     except BulkWriteError as exc:

@@ -8,6 +8,7 @@ describe the same shapes for the OpenAPI schema; the contract tests keep the two
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from asgi_app.serializers import StrictCharField, StrictSerializer
@@ -34,6 +35,14 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "integer", "minimum": 1, "maximum": MAX_USER_ID},
+        "minItems": 1,
+        "maxItems": settings.ASSIGN_MAX_USERS,
+    }
+)
 class UserIdListField(serializers.Field):
     """A non-empty list of user ids, at most ASSIGN_MAX_USERS long; validated in one pass."""
 
@@ -125,7 +134,9 @@ def enrollment_data(enrollment: Enrollment) -> dict[str, Any]:
 
 
 class PriceOutSerializer(serializers.Serializer):
-    amount = serializers.CharField(help_text="Decimal string with two places, e.g. 49.99.")
+    amount = serializers.RegexField(
+        r"^[0-9]+\.[0-9]{2}$", help_text="Decimal string with two places, e.g. 49.99."
+    )
     currency = serializers.CharField(help_text="ISO 4217 code.")
 
 
@@ -135,7 +146,7 @@ class EnrolledUserSerializer(serializers.Serializer):
 
 
 class CourseSerializer(serializers.Serializer):
-    id = serializers.CharField(help_text="ObjectId, 24 lowercase hex characters.")
+    id = serializers.RegexField(r"^[0-9a-f]{24}$", help_text="ObjectId, 24 lowercase hex.")
     course_title = serializers.CharField()
     course_description = serializers.CharField()
     display_price = PriceOutSerializer()

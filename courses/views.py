@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -41,7 +41,10 @@ class CourseListView(ApiView):
         return [IsAuthenticated()]
 
     @extend_schema(
-        parameters=LIST_PARAMS, responses={200: paginated(CourseSerializer), **ERRORS(401, 503)}
+        parameters=LIST_PARAMS,
+        responses={200: paginated(CourseSerializer), **ERRORS(401, 503)},
+        operation_id="courses_list",
+        summary="List courses, newest first (any authenticated user).",
     )
     async def get(self, request):
         page = page_params(request)
@@ -50,7 +53,8 @@ class CourseListView(ApiView):
 
     @extend_schema(
         request=CourseCreateSerializer,
-        responses={201: CourseSerializer, **ERRORS(400, 401, 403, 503)},
+        responses={201: CourseSerializer, **ERRORS(400, 401, 403, 413, 415, 503)},
+        summary="Create a course (admin only).",
     )
     async def post(self, request):
         data = _valid(CourseCreateSerializer, request)
@@ -67,7 +71,11 @@ class CourseListView(ApiView):
 class CourseDetailView(ApiView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: CourseSerializer, **ERRORS(401, 404, 503)})
+    @extend_schema(
+        responses={200: CourseSerializer, **ERRORS(401, 404, 503)},
+        operation_id="courses_retrieve",
+        summary="One course; admins also get `enrolled_users`.",
+    )
     async def get(self, request, course_id: str):
         # Only confirmed admins see enrolled_users; the SQL check runs only for admin tokens.
         is_admin = IsAdmin().has_permission(request, self) and await IsAdmin().confirm(
@@ -82,7 +90,12 @@ class EnrollView(ApiView):
 
     @extend_schema(
         request=None,
-        responses={201: EnrollmentSerializer, 200: EnrollmentSerializer, **ERRORS(401, 404, 503)},
+        responses={
+            201: OpenApiResponse(EnrollmentSerializer, description="Enrolled."),
+            200: OpenApiResponse(EnrollmentSerializer, description="Already enrolled (same one)."),
+            **ERRORS(401, 404, 413, 503),
+        },
+        summary="Enroll the caller in a course (no body); 201 first time, 200 on repeats.",
     )
     async def post(self, request, course_id: str):
         # The token's claims identify the user: enrolling needs no SQL query.
@@ -98,6 +111,8 @@ class MyEnrollmentsView(ApiView):
     @extend_schema(
         parameters=LIST_PARAMS,
         responses={200: paginated(MyEnrollmentSerializer), **ERRORS(401, 503)},
+        operation_id="enrollments_list",
+        summary="The caller's own enrollments, newest first.",
     )
     async def get(self, request):
         page = page_params(request)
@@ -116,10 +131,11 @@ class AssignView(ApiView):
     @extend_schema(
         request=AssignSerializer,
         responses={
-            201: EnrollmentSerializer,
-            200: EnrollmentSerializer,
-            **ERRORS(400, 401, 403, 404, 503),
+            201: OpenApiResponse(EnrollmentSerializer, description="Assigned."),
+            200: OpenApiResponse(EnrollmentSerializer, description="Already enrolled."),
+            **ERRORS(400, 401, 403, 404, 413, 415, 503),
         },
+        summary="Assign one user to a course (admin only).",
     )
     async def post(self, request, course_id: str):
         data = _valid(AssignSerializer, request)
@@ -134,7 +150,8 @@ class AssignMultipleView(ApiView):
 
     @extend_schema(
         request=AssignMultipleSerializer,
-        responses={200: AssignmentReportSerializer, **ERRORS(400, 401, 403, 404, 503)},
+        responses={200: AssignmentReportSerializer, **ERRORS(400, 401, 403, 404, 413, 415, 503)},
+        summary="Assign many users to a course; returns a per-user report (admin only).",
     )
     async def post(self, request, course_id: str):
         data = _valid(AssignMultipleSerializer, request)

@@ -34,10 +34,25 @@ INDEXES = [
 ]
 
 
+# Databases (by name) whose indexes this process has ensured.
+ENSURED: set[str] = set()
+
+
 async def ensure_indexes(db: Any) -> list[str]:
     """Create the declared indexes; idempotent (createIndexes on an existing index is a no-op)."""
     created: list[str] = []
     for collection in sorted({index.collection for index in INDEXES}):
         models = [IndexModel(i.keys, **i.options) for i in INDEXES if i.collection == collection]
         created += await db[collection].create_indexes(models)
+    ENSURED.add(db.name)
     return created
+
+
+async def ensure_indexes_before_write(db: Any) -> None:
+    """Writes that rely on the unique enrollment index call this first (when `db.name` is
+    not in ENSURED): if MongoDB was down when the process started, the first write after
+    it returns creates the indexes instead of inserting unguarded (a duplicate)."""
+    from mongo.client import unavailable_on_driver_error
+
+    with unavailable_on_driver_error():
+        await ensure_indexes(db)

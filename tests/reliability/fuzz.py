@@ -1,0 +1,190 @@
+"""Fuzz the API from its OpenAPI schema with schemathesis (`make fuzz`).
+
+Starts the MongoDB stand-in, a migrated temporary SQLite database with known users and a
+production-like uvicorn server (DEBUG off, throttles off), creates a course through the
+API, then runs schemathesis against `/api/schema/` three times: anonymous, as a regular
+user and as an admin (tokens from `/api/auth/login/`). Checks: no 5xx, status codes,
+content types and bodies conform to the schema. The figures come from the server's own
+access log, so they count what the server saw, not what the fuzzer meant to send.
+
+    python -m tests.reliability.fuzz [--max-examples N] [--seed S] [--json FILE]
+
+Exits non-zero on any schemathesis failure or any 5xx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from mongo.standin.process import StandinProcess
+from tests.reliability.servers import (
+    PASSWORD,
+    UvicornServer,
+    bearer,
+    prepare_sqlite,
+    server_env,
+)
+
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+    ]
+)
+_ACCESS = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3})')
+
+
+def _login(url: str, username: str) -> str:
+    response = httpx.post(
+        f"{url}/api/auth/login/", json={"username": username, "password": PASSWORD}, timeout=10
+    )
+    response.raise_for_status()
+    return response.json()["access"]
+
+
+def _seed_course(url: str, admin_token: str) -> str:
+    response = httpx.post(
+        f"{url}/api/courses/",
+        json={
+            "course_title": "Fuzzing 101",
+            "course_description": "Seeded so that course-id paths hit a real document.",
+            "display_price": {"amount": "9.99", "currency": "EUR"},
+        },
+        headers=bearer(admin_token),
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()["id"]
+
+
+def _access_lines(log: str) -> list[tuple[str, str, int]]:
+    seen = []
+    for line in log.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("logger") != "uvicorn.access":
+            continue
+        match = _ACCESS.search(entry.get("message", ""))
+        if match:
+            seen.append((match["method"], match["path"], int(match["status"])))
+    return seen
+
+
+def _schemathesis(url: str, *, profile: str, token: str | None, args, env, cwd: str) -> int:
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "run",
+        f"{url}/api/schema/",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        str(args.max_examples),
+        "--seed",
+        str(args.seed),
+        "--phases",
+        args.phases,
+        "--request-timeout",
+        "15",
+        "--workers",
+        "1",
+        "--no-color",
+        "--suppress-health-check",
+        "all",
+        "--warnings",
+        "off",
+    ]
+    if token:
+        command += ["-H", f"Authorization: Bearer {token}"]
+    print(f"\n== schemathesis as {profile}", flush=True)
+    started = time.monotonic()
+    # In a temporary directory: schemathesis keeps a `.schemathesis/` store in its cwd.
+    done = subprocess.run(command, cwd=cwd, env=env, check=False)  # noqa: S603
+    print(f"== {profile}: exit {done.returncode} in {time.monotonic() - started:.0f}s", flush=True)
+    return done.returncode
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-examples", type=int, default=150)
+    parser.add_argument("--seed", type=int, default=20240607)
+    parser.add_argument("--phases", default="examples,coverage,fuzzing")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp, StandinProcess() as standin:
+        env = server_env(
+            DATABASE_URL=f"sqlite:///{tmp}/fuzz.sqlite3",
+            MONGODB_URI=standin.uri,
+            MONGODB_DB="fuzz",
+            ACCESS_LOG_LEVEL="INFO",
+        )
+        ids = prepare_sqlite(f"{tmp}/fuzz.sqlite3", bulk=20, env=env)
+        with UvicornServer(env) as server:
+            admin_token = _login(server.url, "staff")
+            profiles = {
+                "anonymous": None,
+                "regular user": _login(server.url, "regular"),
+                "admin": admin_token,
+            }
+            course_id = _seed_course(server.url, admin_token)
+            real_users = [ids["regular"], ids["regular2"], ids["inactive"], *ids["bulk"]]
+            fuzz_env = {
+                **os.environ,
+                "SCHEMATHESIS_HOOKS": str(Path(__file__).with_name("fuzz_hooks.py")),
+                "FUZZ_COURSE_ID": course_id,
+                "FUZZ_USER_IDS": ",".join(map(str, real_users)),
+            }
+            codes = {
+                profile: _schemathesis(
+                    server.url, profile=profile, token=token, args=args, env=fuzz_env, cwd=tmp
+                )
+                for profile, token in profiles.items()
+            }
+            seen = _access_lines(server.log())
+            server_errors = [line for line in seen if line[2] >= 500]
+            tracebacks = server.log().count("Traceback")
+            schema = httpx.get(
+                f"{server.url}/api/schema/", headers={"Accept": "application/json"}, timeout=10
+            ).json()
+    operations = sum(
+        1 for item in schema["paths"].values() for method in item if method in {"get", "post"}
+    )
+    statuses: dict[int, int] = {}
+    for _, _, status in seen:
+        statuses[status] = statuses.get(status, 0) + 1
+    figures = {
+        "operations": operations,
+        "profiles": list(codes),
+        "requests": len(seen),
+        "statuses": dict(sorted(statuses.items())),
+        "server_errors_5xx": len(server_errors),
+        "tracebacks_in_server_log": tracebacks,
+        "schemathesis_exit_codes": codes,
+        "seconds": round(time.monotonic() - started),
+    }
+    print("\n== fuzz figures\n" + json.dumps(figures, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    for line in server_errors[:20]:
+        print("5xx:", *line)
+    failed = any(codes.values()) or server_errors or tracebacks
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
