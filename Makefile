@@ -41,6 +41,18 @@ test-pg: $(STAMP)
 test-motor: $(STAMP)
 	DEBUG=1 MONGO_DRIVER=motor $(PY) -m pytest tests/mongo tests/courses
 
+# The performance ladder (bench/README.md): starts its own stack (stand-in unless
+# MONGODB_URI is set) and writes bench/results/<timestamp>.{json,md,png}.
+# BENCH_QUICK=1: ~2 minute smoke run; BENCH_PROFILE=1: py-spy the enroll and floor rungs.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(VENV)/bin/pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) -m bench
+
 clean:
 	rm -rf $(VENV) db.sqlite3 .standin-data.bson
 

@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
 ]
+urlpatterns += [path("bench/", include("asgi_app.bench_views"))]  # empty unless BENCH_ENDPOINTS=1
 
 handler404 = "asgi_app.views.not_found"
 handler500 = "asgi_app.views.server_error"

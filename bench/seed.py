@@ -1,0 +1,61 @@
+"""`python -m bench.seed`: create the benchmark's users in SQL and mint their tokens.
+
+Runs in its own process against the temporary SQLite database (Django settings come from
+the environment the runner prepares). Writes JSON to `--out`:
+`{"admin": {"id", "access"}, "users": [{"id", "username", "access"}, ...], "all_ids": [...]}`
+where `users` are the first `--tokens` of `--users` regular users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def seed(users: int, tokens: int) -> dict:
+    from django.contrib.auth.hashers import make_password
+    from django.db import transaction
+
+    from accounts.models import User
+    from accounts.tokens import tokens_for_user
+
+    unusable = make_password(None)  # nobody logs in as a benchmark user
+    with transaction.atomic():
+        admin = User.objects.create_superuser("bench-admin", "bench-admin@example.com", None)
+        User.objects.bulk_create(
+            [
+                User(username=f"bench{i}", email=f"bench{i}@example.com", password=unusable)
+                for i in range(users)
+            ],
+            batch_size=1000,
+        )
+        regular = list(User.objects.filter(username__startswith="bench").exclude(pk=admin.pk))
+        minted = [
+            {"id": user.id, "username": user.username, "access": tokens_for_user(user)["access"]}
+            for user in regular[:tokens]
+        ]
+        admin_access = tokens_for_user(admin)["access"]
+    return {
+        "admin": {"id": admin.id, "access": admin_access},
+        "users": minted,
+        "all_ids": [user.id for user in regular],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.seed")
+    parser.add_argument("--users", type=int, required=True)
+    parser.add_argument("--tokens", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "asgi_app.settings")
+    import django
+
+    django.setup()
+    args.out.write_text(json.dumps(seed(args.users, args.tokens)))
+
+
+if __name__ == "__main__":
+    main()
