@@ -2,13 +2,14 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "asgi_app.settings")
+django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application() does
 
-django_application = get_asgi_application()
-
+from asgi_app.handler import PooledThreadASGIHandler  # noqa: E402  (needs Django set up)
 from asgi_app.lifespan import LifespanApp  # noqa: E402  (needs Django set up first)
 from asgi_app.limits import BodySizeLimitMiddleware  # noqa: E402
 
+django_application = PooledThreadASGIHandler()
 application = LifespanApp(BodySizeLimitMiddleware(django_application))

@@ -91,6 +91,7 @@ async def course_insert(course: Course) -> None:
     }
     with unavailable_on_driver_error():
         await get_db()[COURSES].insert_one(doc)
+    _remember_course(course.id)
 
 
 async def course_get(course_id: str, *, with_enrolled_users: bool = False) -> Course | None:
@@ -100,10 +101,31 @@ async def course_get(course_id: str, *, with_enrolled_users: bool = False) -> Co
     return None if doc is None else _course(doc)
 
 
-async def course_exists(course_id: str) -> bool:
+# Courses are never deleted by the service, so a course seen to exist can skip the
+# existence query on the hot enroll path (one of its three round trips). Only positive
+# answers are kept, per database, oldest forgotten first beyond the bound.
+_known_courses: dict[tuple[str, str], None] = {}
+KNOWN_COURSES_MAX = 10_000
+
+
+def _remember_course(course_id: str) -> None:
+    _known_courses[(get_db().name, course_id)] = None
+    if len(_known_courses) > KNOWN_COURSES_MAX:
+        del _known_courses[next(iter(_known_courses))]
+
+
+async def course_exists(course_id: str, *, fresh: bool = False) -> bool:
+    """Whether the course exists; `fresh` bypasses the process's memory of known courses."""
+    key = (get_db().name, course_id)
+    if not fresh and key in _known_courses:
+        return True
     with unavailable_on_driver_error():
         doc = await get_db()[COURSES].find_one({"_id": ObjectId(course_id)}, {"_id": 1})
-    return doc is not None
+    if doc is None:
+        _known_courses.pop(key, None)
+        return False
+    _remember_course(course_id)
+    return True
 
 
 async def course_enrollers(course_id: str) -> int | None:
@@ -113,8 +135,10 @@ async def course_enrollers(course_id: str) -> int | None:
 
 
 async def course_count() -> int:
+    # The unfiltered count comes from collection metadata (the `count` command), not a scan
+    # through an aggregation; on a replica set it is exact except after an unclean shutdown.
     with unavailable_on_driver_error():
-        return await get_db()[COURSES].count_documents({})
+        return await get_db()[COURSES].estimated_document_count()
 
 
 async def course_page(*, limit: int, offset: int) -> list[Course]:
@@ -246,6 +270,11 @@ async def enrollment_insert_many(enrollments: Sequence[Enrollment]) -> set[int]:
             raise
         return {enrollments[error["index"]].user_id for error in errors}
     return set()
+
+
+async def enrollment_delete(enrollment_id: str) -> None:
+    with unavailable_on_driver_error():
+        await get_db()[ENROLLMENTS].delete_one({"_id": ObjectId(enrollment_id)})
 
 
 async def enrollment_get(course_id: str, user_id: int) -> Enrollment | None:

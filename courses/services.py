@@ -70,7 +70,12 @@ async def enrollment_create_in_course(
         assigned_by=assigned_by,
     )
     if await repository.enrollment_insert(enrollment):
-        await repository.course_add_enrolled(course_id, [EnrolledUser(user_id, username)])
+        counted = await repository.course_add_enrolled(course_id, [EnrolledUser(user_id, username)])
+        if counted is None and not await repository.course_exists(course_id, fresh=True):
+            # Only if the course was removed behind the service's back after it was seen
+            # to exist (see repository.course_exists): take the enrollment back.
+            await repository.enrollment_delete(enrollment.id)
+            raise NotFound(COURSE_NOT_FOUND)
         return enrollment, True
     existing, _ = await asyncio.gather(
         repository.enrollment_get(course_id, user_id),

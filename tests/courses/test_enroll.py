@@ -125,3 +125,24 @@ async def test_retried_enroll_repairs_a_course_update_that_failed(
     again = await api.post(f"/api/courses/{course['id']}/enroll/", headers=headers)
     assert again.status_code == 200
     assert await invariants(course["id"]) == 1
+
+
+async def test_first_enroll_in_a_known_course_is_two_commands(
+    api, regular, create_course, command_log
+):
+    """The hot path: the course is known to exist, so only the insert and the update."""
+    course = await create_course()
+    command_log.clear()
+    response = await api.post(f"/api/courses/{course['id']}/enroll/", headers=regular[1])
+    assert response.status_code == 201
+    assert [e.command_name for e in command_log] == ["insert", "findAndModify"]
+
+
+async def test_enroll_in_a_course_removed_behind_the_services_back_is_404(
+    api, regular, create_course, mongo_db
+):
+    course = await create_course()  # now remembered as existing
+    await mongo_db.courses.delete_one({"_id": ObjectId(course["id"])})
+    response = await api.post(f"/api/courses/{course['id']}/enroll/", headers=regular[1])
+    assert response.status_code == 404
+    assert await mongo_db.enrollments.count_documents({}) == 0
