@@ -14,7 +14,7 @@ from pymongo import DESCENDING, InsertOne, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from courses.documents import Course, EnrolledUser, Enrollment
-from mongo.client import get_db, unavailable_on_driver_error
+from mongo.client import get_collection, get_db, unavailable_on_driver_error
 from mongo.indexes import COURSES, ENROLLMENTS, ENSURED, ensure_indexes_before_write
 
 DUPLICATE_KEY = 11000
@@ -90,14 +90,14 @@ async def course_insert(course: Course) -> None:
         "updated_at": course.updated_at,
     }
     with unavailable_on_driver_error():
-        await get_db()[COURSES].insert_one(doc)
+        await get_collection(COURSES).insert_one(doc)
     _remember_course(course.id)
 
 
 async def course_get(course_id: str, *, with_enrolled_users: bool = False) -> Course | None:
     projection = None if with_enrolled_users else _LIST_PROJECTION
     with unavailable_on_driver_error():
-        doc = await get_db()[COURSES].find_one({"_id": ObjectId(course_id)}, projection)
+        doc = await get_collection(COURSES).find_one({"_id": ObjectId(course_id)}, projection)
     return None if doc is None else _course(doc)
 
 
@@ -120,7 +120,7 @@ async def course_exists(course_id: str, *, fresh: bool = False) -> bool:
     if not fresh and key in _known_courses:
         return True
     with unavailable_on_driver_error():
-        doc = await get_db()[COURSES].find_one({"_id": ObjectId(course_id)}, {"_id": 1})
+        doc = await get_collection(COURSES).find_one({"_id": ObjectId(course_id)}, {"_id": 1})
     if doc is None:
         _known_courses.pop(key, None)
         return False
@@ -130,7 +130,7 @@ async def course_exists(course_id: str, *, fresh: bool = False) -> bool:
 
 async def course_enrollers(course_id: str) -> int | None:
     with unavailable_on_driver_error():
-        doc = await get_db()[COURSES].find_one({"_id": ObjectId(course_id)}, {"enrollers": 1})
+        doc = await get_collection(COURSES).find_one({"_id": ObjectId(course_id)}, {"enrollers": 1})
     return None if doc is None else doc["enrollers"]
 
 
@@ -138,13 +138,13 @@ async def course_count() -> int:
     # The unfiltered count comes from collection metadata (the `count` command), not a scan
     # through an aggregation; on a replica set it is exact except after an unclean shutdown.
     with unavailable_on_driver_error():
-        return await get_db()[COURSES].estimated_document_count()
+        return await get_collection(COURSES).estimated_document_count()
 
 
 async def course_page(*, limit: int, offset: int) -> list[Course]:
     """Newest first, without `enrolled_users` (which can be large)."""
     cursor = (
-        get_db()[COURSES]
+        get_collection(COURSES)
         .find({}, _LIST_PROJECTION)
         .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
         .skip(offset)
@@ -159,13 +159,13 @@ async def course_titles(course_ids: Iterable[str]) -> dict[str, str]:
     ids = [ObjectId(cid) for cid in set(course_ids)]
     if not ids:
         return {}
-    cursor = get_db()[COURSES].find({"_id": {"$in": ids}}, {"course_title": 1})
+    cursor = get_collection(COURSES).find({"_id": {"$in": ids}}, {"course_title": 1})
     with unavailable_on_driver_error():
         return {str(doc["_id"]): doc["course_title"] async for doc in cursor}
 
 
 async def course_all_ids() -> list[str]:
-    cursor = get_db()[COURSES].find({}, {"_id": 1}).sort("_id")
+    cursor = get_collection(COURSES).find({}, {"_id": 1}).sort("_id")
     with unavailable_on_driver_error():
         return [str(doc["_id"]) async for doc in cursor]
 
@@ -180,7 +180,7 @@ async def course_add_enrolled(course_id: str, users: Sequence[EnrolledUser]) -> 
     ids = [u.user_id for u in users]
     guard = {"$ne": ids[0]} if len(ids) == 1 else {"$nin": ids}
     with unavailable_on_driver_error():
-        doc = await get_db()[COURSES].find_one_and_update(
+        doc = await get_collection(COURSES).find_one_and_update(
             {"_id": ObjectId(course_id), "enrolled_users.user_id": guard},
             {
                 "$inc": {"enrollers": len(users)},
@@ -200,7 +200,7 @@ async def course_add_enrolled(course_id: str, users: Sequence[EnrolledUser]) -> 
 async def course_enrolled_user_ids(course_id: str) -> tuple[int, set[int]] | None:
     """(enrollers, user ids in enrolled_users); reads the whole array, for repair paths only."""
     with unavailable_on_driver_error():
-        doc = await get_db()[COURSES].find_one(
+        doc = await get_collection(COURSES).find_one(
             {"_id": ObjectId(course_id)}, {"enrollers": 1, "enrolled_users.user_id": 1}
         )
     if doc is None:
@@ -217,7 +217,7 @@ async def course_replace_enrolled(
 ) -> bool:
     """Set the counters to `users`, only if the course did not change since it was read."""
     with unavailable_on_driver_error():
-        result = await get_db()[COURSES].update_one(
+        result = await get_collection(COURSES).update_one(
             {
                 "_id": ObjectId(course_id),
                 "enrollers": expected_enrollers,
@@ -239,14 +239,21 @@ async def course_replace_enrolled(
 # Enrollments
 
 
+async def _enrollments_for_write() -> Any:
+    """The enrollments collection, once its unique index is known to exist: after a
+    startup outage the first write creates the indexes (see ensure_indexes_before_write)."""
+    db = get_db()
+    if db.name not in ENSURED:
+        await ensure_indexes_before_write(db)
+    return get_collection(ENROLLMENTS)
+
+
 async def enrollment_insert(enrollment: Enrollment) -> bool:
     """Insert; False when the (course, user) pair already has an enrollment."""
-    db = get_db()
-    if db.name not in ENSURED:  # only after a startup outage: see ensure_indexes_before_write
-        await ensure_indexes_before_write(db)
+    enrollments = await _enrollments_for_write()
     try:
         with unavailable_on_driver_error():
-            await db[ENROLLMENTS].insert_one(_enrollment_doc(enrollment))
+            await enrollments.insert_one(_enrollment_doc(enrollment))
     except DuplicateKeyError:
         return False
     return True
@@ -256,12 +263,10 @@ async def enrollment_insert_many(enrollments: Sequence[Enrollment]) -> set[int]:
     """One unordered bulk insert; returns the user ids that already had an enrollment."""
     if not enrollments:
         return set()
-    db = get_db()
-    if db.name not in ENSURED:
-        await ensure_indexes_before_write(db)
+    collection = await _enrollments_for_write()
     try:
         with unavailable_on_driver_error():
-            await db[ENROLLMENTS].bulk_write(
+            await collection.bulk_write(
                 [InsertOne(_enrollment_doc(e)) for e in enrollments], ordered=False
             )
     except BulkWriteError as exc:
@@ -274,12 +279,12 @@ async def enrollment_insert_many(enrollments: Sequence[Enrollment]) -> set[int]:
 
 async def enrollment_delete(enrollment_id: str) -> None:
     with unavailable_on_driver_error():
-        await get_db()[ENROLLMENTS].delete_one({"_id": ObjectId(enrollment_id)})
+        await get_collection(ENROLLMENTS).delete_one({"_id": ObjectId(enrollment_id)})
 
 
 async def enrollment_get(course_id: str, user_id: int) -> Enrollment | None:
     with unavailable_on_driver_error():
-        doc = await get_db()[ENROLLMENTS].find_one(
+        doc = await get_collection(ENROLLMENTS).find_one(
             {"course_id": ObjectId(course_id), "user_id": user_id}
         )
     return None if doc is None else _enrollment(doc)
@@ -287,7 +292,7 @@ async def enrollment_get(course_id: str, user_id: int) -> Enrollment | None:
 
 async def enrollment_user_ids_among(course_id: str, user_ids: Sequence[int]) -> set[int]:
     """Which of `user_ids` are enrolled in the course; one `$in` query."""
-    cursor = get_db()[ENROLLMENTS].find(
+    cursor = get_collection(ENROLLMENTS).find(
         {"course_id": ObjectId(course_id), "user_id": {"$in": list(user_ids)}},
         {"user_id": 1, "_id": 0},
     )
@@ -297,12 +302,12 @@ async def enrollment_user_ids_among(course_id: str, user_ids: Sequence[int]) -> 
 
 async def enrollment_count_for_user(user_id: int) -> int:
     with unavailable_on_driver_error():
-        return await get_db()[ENROLLMENTS].count_documents({"user_id": user_id})
+        return await get_collection(ENROLLMENTS).count_documents({"user_id": user_id})
 
 
 async def enrollment_page_for_user(user_id: int, *, limit: int, offset: int) -> list[Enrollment]:
     cursor = (
-        get_db()[ENROLLMENTS]
+        get_collection(ENROLLMENTS)
         .find({"user_id": user_id})
         .sort([("enrolled_at", DESCENDING), ("_id", DESCENDING)])
         .skip(offset)
@@ -315,7 +320,7 @@ async def enrollment_page_for_user(user_id: int, *, limit: int, offset: int) -> 
 async def enrollment_users_for_course(course_id: str) -> list[EnrolledUser]:
     """Everyone enrolled in the course, in enrollment order: the source of truth."""
     cursor = (
-        get_db()[ENROLLMENTS]
+        get_collection(ENROLLMENTS)
         .find({"course_id": ObjectId(course_id)}, {"user_id": 1, "username": 1, "_id": 0})
         .sort([("enrolled_at", 1), ("_id", 1)])
     )
