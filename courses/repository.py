@@ -7,6 +7,8 @@ duplicate keys become return values, connection failures a 503 (`ServiceUnavaila
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from bson import Decimal128, ObjectId
@@ -31,6 +33,13 @@ def new_id() -> str:
     return str(ObjectId())
 
 
+@lru_cache(maxsize=4096)
+def _decimal(bid: bytes) -> Decimal:
+    # Decimal128.to_decimal is pure Python bit twiddling, paid per course on every list
+    # page; prices repeat, so remember the conversion by the value's 16-byte encoding.
+    return Decimal128.from_bid(bid).to_decimal()
+
+
 def _course(doc: dict[str, Any]) -> Course:
     price = doc["display_price"]
     enrolled = doc.get("enrolled_users")
@@ -38,7 +47,7 @@ def _course(doc: dict[str, Any]) -> Course:
         id=str(doc["_id"]),
         course_title=doc["course_title"],
         course_description=doc["course_description"],
-        amount=price["amount"].to_decimal(),
+        amount=_decimal(price["amount"].bid),
         currency=price["currency"],
         enrollers=doc["enrollers"],
         created_at=doc["created_at"],
