@@ -65,6 +65,21 @@ def targets(results: Results) -> list[dict[str, Any]]:
                 value is not None and value <= limit,
             )
         )
+    stock = summaries.get("plain_stock", {}).get("cpu_per_1k")
+    for key, limit in (("enroll_first", 1.4), ("enroll_repeat", 1.25), ("course_list", 1.4)):
+        # Reference: the same ratio against the plain view on Django's stock ASGI handler,
+        # the floor the targets were first written against (rung 2 is now far cheaper).
+        cpu = summaries[key]["cpu_per_1k"]
+        value = cpu / stock if stock and cpu is not None else None
+        title = RUNG_BY_KEY[key].title.split(" ", 1)[1]
+        checks.append(
+            (
+                f"reference: {title} vs rung 2s (stock Django handler)",
+                value,
+                f"≤ {limit}x",
+                value is not None and value <= limit,
+            )
+        )
     ratio_1k = bulk.get(1000, {}).get("ratio")
     checks.append(
         (

@@ -60,6 +60,7 @@ class Bench:
         streams: dict[str, Callable[[], RequestSource]] = {
             "raw": work.plain,
             "plain": work.plain,
+            "plain_stock": work.plain,
             "auth_noop": work.auth_noop,
             "enroll_repeat": work.enroll_repeat,
             "motor_enroll_repeat": work.enroll_repeat,

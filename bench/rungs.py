@@ -10,7 +10,7 @@ from dataclasses import dataclass
 class Rung:
     key: str
     title: str
-    server: str | None  # "raw", "api", "api_motor"; None: the DB ceiling (no HTTP)
+    server: str | None  # "raw", "api", "api_stock", "api_motor"; None: DB ceiling (no HTTP)
     driver: str = "pymongo"
     expect: int | None = None  # the one 2xx status every answer should have
 
@@ -20,6 +20,7 @@ FLOOR = "plain"
 RUNGS: tuple[Rung, ...] = (
     Rung("raw", "1 raw ASGI app (ceiling)", "raw", expect=200),
     Rung("plain", "2 Django async view (floor)", "api", expect=200),
+    Rung("plain_stock", "2s the same view, Django's stock ASGIHandler", "api_stock", expect=200),
     Rung("auth_noop", "3 JWT auth no-op", "api", expect=200),
     Rung("db_ceiling", "3b DB ceiling: enroll ops, pymongo", None, "pymongo"),
     Rung("enroll_first", "4 enroll, first time", "api", expect=201),

@@ -76,6 +76,7 @@ class Stack:
         self.servers = {
             "raw": Server("raw", "bench.raw_asgi:app", env, self.tmp / "raw.log"),
             "api": Server("api", "asgi_app.asgi:application", env, self.tmp / "api.log"),
+            "api_stock": Server("api_stock", "bench.stock_asgi:app", env, self.tmp / "stock.log"),
             "api_motor": Server(
                 "api_motor",
                 "asgi_app.asgi:application",
