@@ -257,15 +257,30 @@ async def _enrollments_for_write() -> Any:
     return get_collection(ENROLLMENTS)
 
 
-async def enrollment_insert(enrollment: Enrollment) -> bool:
-    """Insert; False when the (course, user) pair already has an enrollment."""
+async def enrollment_insert_or_get(enrollment: Enrollment) -> Enrollment | None:
+    """Insert the enrollment unless its (course, user) pair has one; return that one.
+
+    None means this call inserted it. One upsert answers both questions, so a repeat
+    costs one command, not a failed insert followed by a read.
+    """
     enrollments = await _enrollments_for_write()
-    try:
-        with unavailable_on_driver_error():
-            await enrollments.insert_one(_enrollment_doc(enrollment))
-    except DuplicateKeyError:
-        return False
-    return True
+    doc = _enrollment_doc(enrollment)
+    pair = {"course_id": doc.pop("course_id"), "user_id": doc.pop("user_id")}
+    for _ in range(2):
+        try:
+            with unavailable_on_driver_error():
+                existing = await enrollments.find_one_and_update(
+                    pair,
+                    {"$setOnInsert": doc},
+                    upsert=True,
+                    return_document=ReturnDocument.BEFORE,
+                )
+            return None if existing is None else _enrollment(existing)
+        except DuplicateKeyError:
+            # Two upserts of one new pair raced; the unique index let one in. The retry
+            # finds that one (MongoDB retries this itself since 4.2; older servers not).
+            continue
+    raise DuplicateKeyError("enrollment upsert kept colliding")
 
 
 async def enrollment_insert_many(enrollments: Sequence[Enrollment]) -> set[int]:

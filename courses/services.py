@@ -1,6 +1,5 @@
 """Course and enrollment rules (writes)."""
 
-import asyncio
 from decimal import Decimal
 
 from asgi_app.errors import NotFound, ServiceUnavailable
@@ -69,7 +68,8 @@ async def enrollment_create_in_course(
         source=source,
         assigned_by=assigned_by,
     )
-    if await repository.enrollment_insert(enrollment):
+    existing = await repository.enrollment_insert_or_get(enrollment)
+    if existing is None:
         counted = await repository.course_add_enrolled(course_id, [EnrolledUser(user_id, username)])
         if counted is None and not await repository.course_exists(course_id, fresh=True):
             # Only if the course was removed behind the service's back after it was seen
@@ -77,12 +77,11 @@ async def enrollment_create_in_course(
             await repository.enrollment_delete(enrollment.id)
             raise NotFound(COURSE_NOT_FOUND)
         return enrollment, True
-    existing, _ = await asyncio.gather(
-        repository.enrollment_get(course_id, user_id),
-        repository.course_add_enrolled(course_id, [EnrolledUser(user_id, username)]),
+    # A repeat: re-apply the guarded update, a no-op unless an earlier attempt failed
+    # between its two writes.
+    await repository.course_add_enrolled(
+        course_id, [EnrolledUser(existing.user_id, existing.username)]
     )
-    if existing is None:  # the unique index said it exists; only a deletion can get here
-        raise NotFound("Enrollment was removed concurrently; retry.")
     return existing, False
 
 
