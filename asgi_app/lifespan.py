@@ -5,7 +5,6 @@ process: it logs, `/readyz` reports 503, and the service recovers when MongoDB r
 shutdown closes the MongoDB client.
 """
 
-import asyncio
 import gc
 import logging
 from typing import Any
@@ -16,32 +15,12 @@ from mongo.indexes import ensure_indexes
 logger = logging.getLogger(__name__)
 
 
-# Seconds between attempts to create the indexes when MongoDB was down at startup.
-INDEX_RETRY_SECONDS = 2.0
-_index_retry: asyncio.Task | None = None
-
-
-async def _ensure_indexes_until_done() -> None:
-    """Keep trying: the unique enrollment index is what makes enrollment exactly-once, so a
-    database that comes back empty after a startup outage must get it without a restart."""
-    while True:
-        await asyncio.sleep(INDEX_RETRY_SECONDS)
-        try:
-            await ensure_indexes(get_db())
-        except Exception as exc:
-            logger.warning("could not ensure MongoDB indexes yet (%s); retrying", exc)
-        else:
-            logger.info("MongoDB indexes ensured after a startup outage")
-            return
-
-
 async def startup() -> None:
-    global _index_retry
     try:
         await ensure_indexes(get_db())
     except Exception as exc:
+        # The first enrollment write creates them instead (mongo.indexes.ENSURED).
         logger.warning("startup: could not ensure MongoDB indexes (%s); continuing", exc)
-        _index_retry = asyncio.create_task(_ensure_indexes_until_done())
     # Everything loaded so far (Django, DRF, the URL conf, the driver) lives as long as the
     # process: move it out of the collector's reach, so that a full collection scans only
     # request garbage instead of pausing every in-flight request for tens of milliseconds.
@@ -50,10 +29,6 @@ async def startup() -> None:
 
 
 async def shutdown() -> None:
-    global _index_retry
-    if _index_retry is not None:
-        _index_retry.cancel()
-        _index_retry = None
     await close_client()
 
 

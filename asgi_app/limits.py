@@ -11,19 +11,17 @@ bulk assignment, whose list of up to ASSIGN_MAX_USERS ids is legitimately larger
 
 import logging
 import re
-import uuid
 from typing import Any
 
 import orjson
 from django.conf import settings
 
 from asgi_app.logging import request_id_var
+from asgi_app.middleware import request_id_for
 
 logger = logging.getLogger(__name__)
 
 _ASSIGN_MULTIPLE = re.compile(r"^/api/courses/[0-9a-fA-F]{24}/assign-multiple/$")
-# Same rule as asgi_app.middleware: echo a client's request id only when it is sane.
-_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class _BodyTooLarge(Exception):
@@ -84,8 +82,7 @@ class BodySizeLimitMiddleware:
             await self._reject(scope, send, limit)
 
     async def _reject(self, scope, send, limit: int) -> None:
-        incoming = (_header(scope, b"x-request-id") or b"").decode("latin-1")
-        request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        request_id = request_id_for((_header(scope, b"x-request-id") or b"").decode("latin-1"))
         token = request_id_var.set(request_id)
         try:
             logger.warning(

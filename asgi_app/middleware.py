@@ -12,14 +12,18 @@ from django.utils.decorators import async_only_middleware
 from asgi_app.logging import request_id_var
 
 # A client's id is echoed only when it is short and printable, so it cannot forge log lines.
-_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_for(incoming: str) -> str:
+    """The client's X-Request-ID when it is sane, else a fresh one."""
+    return incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
 
 
 @async_only_middleware
 def RequestIdMiddleware(get_response):
     async def middleware(request):
-        incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        request_id = request_id_for(request.headers.get("X-Request-ID", ""))
         token = request_id_var.set(request_id)
         try:
             response = await get_response(request)
