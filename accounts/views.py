@@ -17,13 +17,7 @@ from accounts.serializers import (
 from accounts.throttles import LoginIPThrottle, LoginUsernameThrottle, RegisterIPThrottle
 from asgi_app.pagination import page_body, page_params
 from asgi_app.schema import ERRORS, LIST_PARAMS, paginated
-from asgi_app.views import ApiView
-
-
-def _valid(serializer_class, request) -> dict:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+from asgi_app.views import ApiView, validated
 
 
 class RegisterView(ApiView):
@@ -38,7 +32,7 @@ class RegisterView(ApiView):
         summary="Register; returns the user and a token pair.",
     )
     async def post(self, request):
-        user, pair = await services.user_register(**_valid(RegisterSerializer, request))
+        user, pair = await services.user_register(**validated(RegisterSerializer, request))
         return Response({"user": UserSerializer(user).data, **pair}, status=status.HTTP_201_CREATED)
 
 
@@ -54,7 +48,7 @@ class LoginView(ApiView):
         summary="Log in with username and password; returns a token pair.",
     )
     async def post(self, request):
-        return Response(await services.user_login(**_valid(LoginSerializer, request)))
+        return Response(await services.user_login(**validated(LoginSerializer, request)))
 
 
 class RefreshView(ApiView):
@@ -68,7 +62,7 @@ class RefreshView(ApiView):
         summary="Rotate a refresh token: the old one is blacklisted.",
     )
     async def post(self, request):
-        return Response(await services.tokens_refresh(**_valid(RefreshSerializer, request)))
+        return Response(await services.tokens_refresh(**validated(RefreshSerializer, request)))
 
 
 class LogoutView(ApiView):
@@ -85,7 +79,7 @@ class LogoutView(ApiView):
         summary="Log out: blacklist a refresh token.",
     )
     async def post(self, request):
-        await services.token_logout(**_valid(RefreshSerializer, request))
+        await services.token_logout(**validated(RefreshSerializer, request))
         return Response(status=status.HTTP_205_RESET_CONTENT)
 
 

@@ -15,6 +15,13 @@ from mongo.client import ping as mongo_ping
 logger = logging.getLogger(__name__)
 
 
+def validated(serializer_class, request) -> dict:
+    """The request body validated by `serializer_class`; a 400 with field errors if not."""
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 def _rendered(response: Response) -> HttpResponse:
     """Render a DRF response here, on the event loop (orjson, no I/O).
 

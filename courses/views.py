@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from accounts.permissions import IsAdmin
 from asgi_app.pagination import page_body, page_params
 from asgi_app.schema import ERRORS, LIST_PARAMS, paginated
-from asgi_app.views import ApiView
+from asgi_app.views import ApiView, validated
 from courses import assignment, selectors, services
 from courses.serializers import (
     AssignmentReportSerializer,
@@ -19,12 +19,6 @@ from courses.serializers import (
     course_data,
     enrollment_data,
 )
-
-
-def _valid(serializer_class, request) -> dict:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def _enrollment_response(enrollment, created: bool) -> Response:
@@ -57,7 +51,7 @@ class CourseListView(ApiView):
         summary="Create a course (admin only).",
     )
     async def post(self, request):
-        data = _valid(CourseCreateSerializer, request)
+        data = validated(CourseCreateSerializer, request)
         price = data["display_price"]
         course = await services.course_create(
             course_title=data["course_title"],
@@ -78,9 +72,8 @@ class CourseDetailView(ApiView):
     )
     async def get(self, request, course_id: str):
         # Only confirmed admins see enrolled_users; the SQL check runs only for admin tokens.
-        is_admin = IsAdmin().has_permission(request, self) and await IsAdmin().confirm(
-            request, self
-        )
+        admin = IsAdmin()
+        is_admin = admin.has_permission(request, self) and await admin.confirm(request, self)
         course = await selectors.course_get(course_id=course_id, with_enrolled_users=is_admin)
         return Response(course_data(course, with_enrolled_users=is_admin))
 
@@ -138,7 +131,7 @@ class AssignView(ApiView):
         summary="Assign one user to a course (admin only).",
     )
     async def post(self, request, course_id: str):
-        data = _valid(AssignSerializer, request)
+        data = validated(AssignSerializer, request)
         enrollment, created = await assignment.assignment_create(
             course_id=course_id, user_id=data["user_id"], admin_id=request.user.id
         )
@@ -154,7 +147,7 @@ class AssignMultipleView(ApiView):
         summary="Assign many users to a course; returns a per-user report (admin only).",
     )
     async def post(self, request, course_id: str):
-        data = _valid(AssignMultipleSerializer, request)
+        data = validated(AssignMultipleSerializer, request)
         report = await assignment.assignment_bulk_create(
             course_id=course_id, user_ids=data["user_ids"], admin_id=request.user.id
         )
