@@ -6,6 +6,7 @@ import jwt
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
 
@@ -304,3 +305,31 @@ async def test_throttles_register_per_ip(api, settings):
         statuses.append(response.status_code)
     assert statuses == [201, 201, 429]
     assert await _count() == 2
+
+
+async def test_a_verified_token_is_remembered_but_still_expires(api, make_user):
+    from datetime import timedelta
+
+    from accounts.tokens import tokens_for_user
+
+    user = await make_user(username="rita")
+    pair = await sync_to_async(tokens_for_user)(user)
+    token = AccessToken(pair["access"])
+    token.set_exp(lifetime=timedelta(seconds=2))  # exp is whole seconds: valid 1 to 2 s
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await api.get(ME, headers=headers)).status_code == 200
+    assert (await api.get(ME, headers=headers)).status_code == 200  # from memory
+    await asyncio.sleep(2.1)
+    assert (await api.get(ME, headers=headers)).status_code == 401
+
+
+async def test_a_remembered_token_does_not_vouch_for_a_tampered_copy(api, make_user):
+    await make_user(username="sam")
+    pair = (await api.post(LOGIN, json={"username": "sam", "password": PASSWORD})).json()
+    good = {"Authorization": f"Bearer {pair['access']}"}
+    assert (await api.get(ME, headers=good)).status_code == 200
+    header, _payload, signature = pair["access"].split(".")
+    claims = jwt.decode(pair["access"], options={"verify_signature": False})
+    forged = jwt.utils.base64url_encode(json.dumps({**claims, "user_id": 1}).encode()).decode()
+    tampered = {"Authorization": f"Bearer {header}.{forged}.{signature}"}
+    assert (await api.get(ME, headers=tampered)).status_code == 401
