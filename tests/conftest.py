@@ -54,6 +54,17 @@ async def _close_mongo_client():
     await close_client()
 
 
+@pytest.fixture(scope="session", autouse=True)
+async def _close_helper_sql_connections(django_db_setup):
+    """Test helpers reach SQL through asgiref's shared sync thread, whose connection would
+    otherwise stay open while pytest-django drops the test database (set up after the
+    database, so torn down before it)."""
+    yield
+    from django.db import connections
+
+    await sync_to_async(connections.close_all)()
+
+
 @pytest.fixture
 async def api(transactional_db, mongo_db):
     from asgi_app.asgi import application
