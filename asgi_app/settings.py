@@ -183,7 +183,14 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The throttles' counters. Local memory is per process, so with W workers and P pods a
+# limit is W x P times looser; production sets REDIS_URL to share them.
+REDIS_URL = env_str("REDIS_URL")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
 
 # Production hardening; DEBUG=1 relaxes it for local runs.
 SECURE_CONTENT_TYPE_NOSNIFF = True

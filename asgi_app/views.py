@@ -2,11 +2,14 @@
 
 import asyncio
 import logging
+from functools import partial
 
 from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework.exceptions import Throttled
 from rest_framework.response import Response
 from rest_framework.views import APIView as DRFAPIView
 
@@ -40,10 +43,11 @@ class ApiView(AsyncAPIView):
     """adrf's async view without the worker-thread hop for authentication.
 
     adrf runs `initial()` (authentication, permissions, throttles) in a worker thread.
-    Ours are all in-memory (JWT signature check, token claims, local-memory throttle
-    cache), so running them on the event loop saves a thread round trip per request.
-    Checks that need the database are coroutines `confirm(request, view)` on the
-    permission classes, awaited here after the in-memory checks pass.
+    Authentication and permissions are in-memory (JWT signature check, token claims), so
+    they run on the event loop, saving a thread round trip per request. Checks that need
+    the database are coroutines `confirm(request, view)` on the permission classes, awaited
+    after the in-memory checks pass. Throttles come last, and go to a worker thread only
+    when their counters live in Redis.
     """
 
     async def async_dispatch(self, request, *args, **kwargs):
@@ -58,6 +62,7 @@ class ApiView(AsyncAPIView):
                 confirm = getattr(permission, "confirm", None)
                 if confirm is not None and not await confirm(request, self):
                     self.permission_denied(request, message=getattr(permission, "message", None))
+            await self.throttle(request)
             handler = getattr(self, request.method.lower(), None)
             if request.method.lower() not in self.http_method_names or handler is None:
                 handler = self.http_method_not_allowed
@@ -83,7 +88,23 @@ class ApiView(AsyncAPIView):
         DRFAPIView.check_permissions(self, request)
 
     def check_throttles(self, request):
-        DRFAPIView.check_throttles(self, request)
+        """Not during `initial()`: `async_dispatch` awaits `throttle()` instead."""
+
+    async def throttle(self, request) -> None:
+        if not self.throttle_classes:  # none on the hot paths
+            return
+        check = partial(DRFAPIView.check_throttles, self, request)
+        try:
+            if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+                check()
+            else:
+                await sync_to_async(check)()  # Redis round trips stay off the event loop
+        except Throttled:
+            raise
+        except Exception as exc:
+            # A rate limiter that cannot count lets requests through rather than failing
+            # logins and registrations: availability over strictness, loudly logged.
+            logger.warning("throttle counters unavailable, not throttling: %s", exc)
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:
