@@ -237,6 +237,8 @@ LOGGING = {
         # uvicorn configures its own plain-text handlers before Django starts; send its
         # lines through the JSON handler instead (dictConfig drops the loggers' handlers).
         "uvicorn": {"propagate": True},
-        "uvicorn.access": {"level": env_str("ACCESS_LOG_LEVEL", "WARNING"), "propagate": True},
+        # Access lines come from asgi_app.access, which carries the request id.
+        "uvicorn.access": {"level": "WARNING", "propagate": True},
+        "asgi_app.access": {"level": env_str("ACCESS_LOG_LEVEL", "WARNING")},
     },
 }

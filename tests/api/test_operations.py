@@ -38,3 +38,35 @@ async def test_schema_and_docs_are_served(api):
     assert "jwtAuth" in schema.json()["components"]["securitySchemes"]
     docs = await api.get("/api/docs/")
     assert docs.status_code == 200
+
+
+async def test_access_log_line_carries_the_request_id(api, settings):
+    import logging
+
+    from asgi_app.logging import JsonFormatter, RequestIdFilter
+
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            lines.append(self.format(record))
+
+    handler = Capture()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("asgi_app.access")
+    access.addHandler(handler)
+    level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        response = await api.get("/healthz", headers={"X-Request-ID": "trace-42"})
+    finally:
+        access.setLevel(level)
+        access.removeHandler(handler)
+    import json
+
+    entry = json.loads(lines[-1])
+    assert entry["request_id"] == response.headers["X-Request-ID"] == "trace-42"
+    assert entry["message"] == "GET /healthz 200"
+    assert entry["status"] == 200
+    assert entry["duration_ms"] >= 0
