@@ -16,6 +16,7 @@ from mongomock import OperationFailure
 from mongomock.filtering import filter_applies
 
 from .errors import BAD_VALUE, CommandError, DuplicateKey
+from .fastmatch import fast_match
 from .indexes import Index, KeyTuple
 from .keys import first_value, hkey, is_plain_scalar
 
@@ -28,7 +29,11 @@ Doc = dict[str, Any]
 
 
 def matches(filt: dict[str, Any], doc: Doc) -> bool:
-    """mongomock's query matcher, with its errors mapped to a MongoDB command error."""
+    """mongomock's query matcher, with its errors mapped to a MongoDB command error (and a
+    fast path for the simple shapes of the enrollment hot path, see fastmatch)."""
+    decided = fast_match(filt, doc)
+    if decided is not None:
+        return decided
     try:
         return filter_applies(filt, doc)
     except OperationFailure as exc:
