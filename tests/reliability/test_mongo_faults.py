@@ -128,7 +128,15 @@ def test_mongodb_killed_mid_load_loses_no_invariant(sqlite_copy, tmp_path):
     data_file = str(tmp_path / "standin.bson")
     standin = StandinProcess(data_file=data_file, snapshot_interval=0.2).start()
     port = standin.port
-    env = server_env(DATABASE_URL=f"sqlite:///{db}", MONGODB_URI=standin.uri, MONGODB_DB="chaos")
+    # Server selection shorter than the 1 s outage: with the default 2 s, requests could
+    # simply wait the outage out and succeed, and the 503 path would go unexercised.
+    env = server_env(
+        DATABASE_URL=f"sqlite:///{db}",
+        MONGODB_URI=standin.uri,
+        MONGODB_DB="chaos",
+        MONGODB_SERVER_SELECTION_TIMEOUT_MS="400",
+        MONGODB_CONNECT_TIMEOUT_MS="400",
+    )
     admin = bearer(mint_access(ids["staff"], "staff", is_staff=True))
     users = [(uid, bearer(mint_access(uid, f"bulk{n}"))) for n, uid in enumerate(ids["bulk"])]
     timeline: dict[str, float] = {}
