@@ -19,7 +19,7 @@ async def startup() -> None:
     try:
         await ensure_indexes(get_db())
     except Exception as exc:
-        # The first enrollment write creates them instead (mongo.indexes.ENSURED).
+        # The first enrollment write creates them instead (mongo.indexes.ensure_indexes_once).
         logger.warning("startup: could not ensure MongoDB indexes (%s); continuing", exc)
     # Everything loaded so far (Django, DRF, the URL conf, the driver) lives as long as the
     # process: move it out of the collector's reach, so that a full collection scans only

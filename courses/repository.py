@@ -17,7 +17,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from courses.documents import Course, EnrolledUser, Enrollment
 from mongo.client import get_collection, get_db, unavailable_on_driver_error
-from mongo.indexes import COURSES, ENROLLMENTS, ENSURED, ensure_indexes_before_write
+from mongo.indexes import COURSES, ENROLLMENTS, ensure_indexes_once
 
 DUPLICATE_KEY = 11000
 _LIST_PROJECTION = {"enrolled_users": 0}
@@ -250,10 +250,8 @@ async def course_replace_enrolled(
 
 async def _enrollments_for_write() -> Any:
     """The enrollments collection, once its unique index is known to exist: after a
-    startup outage the first write creates the indexes (see ensure_indexes_before_write)."""
-    db = get_db()
-    if db.name not in ENSURED:
-        await ensure_indexes_before_write(db)
+    startup outage the first write creates the indexes (see ensure_indexes_once)."""
+    await ensure_indexes_once(get_db())
     return get_collection(ENROLLMENTS)
 
 
@@ -304,14 +302,6 @@ async def enrollment_insert_many(enrollments: Sequence[Enrollment]) -> set[int]:
 async def enrollment_delete(enrollment_id: str) -> None:
     with unavailable_on_driver_error():
         await get_collection(ENROLLMENTS).delete_one({"_id": ObjectId(enrollment_id)})
-
-
-async def enrollment_get(course_id: str, user_id: int) -> Enrollment | None:
-    with unavailable_on_driver_error():
-        doc = await get_collection(ENROLLMENTS).find_one(
-            {"course_id": ObjectId(course_id), "user_id": user_id}
-        )
-    return None if doc is None else _enrollment(doc)
 
 
 async def enrollment_user_ids_among(course_id: str, user_ids: Sequence[int]) -> set[int]:

@@ -5,6 +5,8 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from mongo.client import unavailable_on_driver_error
+
 COURSES = "courses"
 ENROLLMENTS = "enrollments"
 
@@ -35,7 +37,7 @@ INDEXES = [
 
 
 # Databases (by name) whose indexes this process has ensured.
-ENSURED: set[str] = set()
+_ensured: set[str] = set()
 
 
 async def ensure_indexes(db: Any) -> list[str]:
@@ -44,15 +46,15 @@ async def ensure_indexes(db: Any) -> list[str]:
     for collection in sorted({index.collection for index in INDEXES}):
         models = [IndexModel(i.keys, **i.options) for i in INDEXES if i.collection == collection]
         created += await db[collection].create_indexes(models)
-    ENSURED.add(db.name)
+    _ensured.add(db.name)
     return created
 
 
-async def ensure_indexes_before_write(db: Any) -> None:
-    """Writes that rely on the unique enrollment index call this first (when `db.name` is
-    not in ENSURED): if MongoDB was down when the process started, the first write after
-    it returns creates the indexes instead of inserting unguarded (a duplicate)."""
-    from mongo.client import unavailable_on_driver_error
-
+async def ensure_indexes_once(db: Any) -> None:
+    """Writes that rely on the unique enrollment index call this first: a set lookup once
+    the indexes exist; if MongoDB was down when the process started, the first write after
+    it returns creates them instead of inserting unguarded (a duplicate)."""
+    if db.name in _ensured:
+        return
     with unavailable_on_driver_error():
         await ensure_indexes(db)

@@ -39,6 +39,22 @@ def _test_settings(settings):
 
 
 @pytest.fixture
+def throttle_rates(settings):
+    """Turn the throttles on with these rates; scopes not named get a generous one."""
+
+    def apply(**rates: str):
+        settings.THROTTLE_DISABLED = False
+        generous = {"login_ip": "100/min", "login_username": "100/min", "register_ip": "100/min"}
+        settings.REST_FRAMEWORK = {
+            **settings.REST_FRAMEWORK,
+            "DEFAULT_THROTTLE_RATES": {**generous, **rates},
+        }
+        return settings
+
+    return apply
+
+
+@pytest.fixture
 async def mongo_db(_test_settings, settings):
     """An isolated, indexed MongoDB database for this test."""
     settings.MONGODB_DB = f"test_{uuid.uuid4().hex[:12]}"

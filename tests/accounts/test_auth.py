@@ -264,16 +264,8 @@ async def test_login_hashing_does_not_block_the_event_loop(api, make_user, setti
     assert health_time < login_time / 4
 
 
-async def test_throttles_login_per_username(api, make_user, settings):
-    settings.THROTTLE_DISABLED = False
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {
-            "login_ip": "100/min",
-            "login_username": "3/min",
-            "register_ip": "100/min",
-        },
-    }
+async def test_throttles_login_per_username(api, make_user, throttle_rates):
+    throttle_rates(login_username="3/min")
     await make_user(username="quinn")
     statuses = []
     for _ in range(4):
@@ -287,16 +279,8 @@ async def test_throttles_login_per_username(api, make_user, settings):
     assert other.status_code == 401
 
 
-async def test_throttles_register_per_ip(api, settings):
-    settings.THROTTLE_DISABLED = False
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {
-            "login_ip": "100/min",
-            "login_username": "100/min",
-            "register_ip": "2/min",
-        },
-    }
+async def test_throttles_register_per_ip(api, throttle_rates):
+    throttle_rates(register_ip="2/min")
     statuses = []
     for n in range(3):
         response = await api.post(

@@ -18,17 +18,8 @@ def _redis_up() -> bool:
 
 
 @pytest.fixture
-def throttled(settings):
-    settings.THROTTLE_DISABLED = False
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {
-            "login_ip": "100/min",
-            "login_username": "3/min",
-            "register_ip": "100/min",
-        },
-    }
-    return settings
+def throttled(throttle_rates):
+    return throttle_rates(login_username="3/min")
 
 
 @pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
