@@ -28,7 +28,7 @@ def main() -> int:
     env = dict(os.environ)
     with ExitStack() as stack:
         if not env.get("MONGODB_URI"):
-            from mongo.standin.process import StandinProcess
+            from standin.process import StandinProcess
 
             standin = stack.enter_context(
                 StandinProcess(data_file=str(ROOT / ".standin-data.bson"))

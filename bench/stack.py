@@ -93,7 +93,7 @@ class Stack:
             self.mongo_uri, self.mongo_kind = uri, "MongoDB at MONGODB_URI"
             self._exit.callback(self._drop_databases)
             return
-        from mongo.standin.process import StandinProcess
+        from standin.process import StandinProcess
 
         standin = self._exit.enter_context(StandinProcess())
         self.mongo_uri, self.mongo_kind, self.mongo_pid = standin.uri, "stand-in", standin.pid

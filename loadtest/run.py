@@ -53,7 +53,7 @@ from pymongo import MongoClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mongo.standin.process import StandinProcess  # noqa: E402
+from standin.process import StandinProcess  # noqa: E402
 
 SCENARIOS = {
     "spike": ["SpikeUser"],
@@ -540,7 +540,7 @@ def main() -> int:
         command = [
             str(Path(sys.executable).parent / "locust"),
             "-f",
-            str(ROOT / "locustfile.py"),
+            str(ROOT / "loadtest" / "locustfile.py"),
             "--headless",
             "-u",
             str(cfg.users),

@@ -24,7 +24,7 @@ def mongo_server():
         django_settings.MONGODB_URI = uri
         yield uri
         return
-    from mongo.standin.process import StandinProcess
+    from standin.process import StandinProcess
 
     with StandinProcess() as standin:
         django_settings.MONGODB_URI = standin.uri

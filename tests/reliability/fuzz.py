@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from mongo.standin.process import StandinProcess
+from standin.process import StandinProcess
 from tests.reliability.servers import (
     PASSWORD,
     UvicornServer,

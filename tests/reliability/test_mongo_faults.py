@@ -11,7 +11,7 @@ import httpx
 from bson import ObjectId
 from pymongo import MongoClient
 
-from mongo.standin.process import StandinProcess
+from standin.process import StandinProcess
 from tests.reliability.conftest import processes
 from tests.reliability.servers import (
     PROJECT_ROOT,

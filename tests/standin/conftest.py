@@ -1,6 +1,6 @@
 """Fixtures for the stand-in's own tests: a real server process and the real driver.
 
-These tests exercise only ``mongo.standin`` and must run without Django
+These tests exercise only ``standin`` and must run without Django
 (``pytest tests/standin -p no:django``), so the project-wide autouse fixtures of
 ``tests/conftest.py`` that need Django are overridden here by name.
 """
@@ -14,7 +14,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from mongo.standin.process import StandinProcess
+from standin.process import StandinProcess
 
 
 @pytest.fixture(scope="session")

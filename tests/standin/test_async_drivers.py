@@ -11,7 +11,7 @@ import bson
 from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import AsyncMongoClient, ReturnDocument
 
-from mongo.standin.process import StandinProcess
+from standin.process import StandinProcess
 
 
 async def test_async_pymongo_crud(standin: StandinProcess) -> None:

@@ -11,7 +11,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 from pymongo.monitoring import CommandListener, CommandSucceededEvent
 
-from mongo.standin.process import StandinProcess
+from standin.process import StandinProcess
 
 
 def test_handshake_and_server_info(client: MongoClient) -> None:

@@ -7,7 +7,7 @@ import pytest
 from bson import ObjectId
 from mongomock.filtering import filter_applies
 
-from mongo.standin.fastmatch import fast_match
+from standin.fastmatch import fast_match
 
 OID = ObjectId()
 DOCS = [

@@ -10,7 +10,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import DuplicateKeyError
 
-from mongo.standin.process import StandinProcess
+from standin.process import StandinProcess
 
 
 def test_data_and_unique_indexes_survive_a_sigterm_restart(tmp_path: Path) -> None:

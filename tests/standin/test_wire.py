@@ -10,7 +10,7 @@ import bson
 from pymongo import MongoClient, WriteConcern
 from pymongo.database import Database
 
-from mongo.standin.process import StandinProcess
+from standin.process import StandinProcess
 
 OP_REPLY, OP_QUERY = 1, 2004
 

@@ -21,7 +21,7 @@ from types import TracebackType
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _LISTENING = re.compile(rb"standin listening on \S+:(\d+)")
 
 
@@ -53,7 +53,7 @@ class StandinProcess:
     def start(self) -> StandinProcess:
         if self._process is not None and self._process.poll() is None:
             raise StandinError("already running")
-        command = [sys.executable, "-m", "mongo.standin", "--host", self.host]
+        command = [sys.executable, "-m", "standin", "--host", self.host]
         # Port 0 lets the server pick a free port itself (no bind race); we read it back.
         command += ["--port", str(self.port if self.port is not None else 0)]
         if self.data_file:

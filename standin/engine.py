@@ -145,7 +145,7 @@ class Engine:
             "commitTransaction": self._no_transactions,
             "abortTransaction": self._no_transactions,
             "getParameter": lambda *_: {"featureCompatibilityVersion": {"version": "7.0"}},
-            "getCmdLineOpts": lambda *_: {"argv": ["mongo.standin"], "parsed": {}},
+            "getCmdLineOpts": lambda *_: {"argv": ["standin"], "parsed": {}},
             "hostInfo": self._host_info,
             "whatsmyuri": lambda _db, _cmd, conn: {"you": conn.peer},
             "connectionStatus": lambda *_: {

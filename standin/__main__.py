@@ -1,4 +1,4 @@
-"""``python -m mongo.standin``: run the MongoDB wire-protocol stand-in server."""
+"""``python -m standin``: run the MongoDB wire-protocol stand-in server."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .snapshot import Snapshotter, load_snapshot
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m mongo.standin",
+        prog="python -m standin",
         description=(
             "In-memory MongoDB wire-protocol server (reports MongoDB "
             f"{SERVER_VERSION}) for development and tests."

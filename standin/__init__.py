@@ -1,6 +1,6 @@
 """A MongoDB wire-protocol stand-in server, so the real driver runs over a real socket.
 
-No MongoDB server is installable in this environment; ``python -m mongo.standin`` speaks
+No MongoDB server is installable in this environment; ``python -m standin`` speaks
 enough of mongod's protocol (reporting MongoDB 7.0, wire version 21) for PyMongo's
 ``AsyncMongoClient``/``MongoClient`` and Motor.
 

@@ -2,8 +2,8 @@
 
 Three user classes, each tagged with its scenario name, so either selects a scenario:
 
-    locust -f locustfile.py SpikeUser ...          # by user class
-    locust -f locustfile.py --tags spike ...        # by tag (other classes are dropped)
+    locust -f loadtest/locustfile.py SpikeUser ...          # by user class
+    locust -f loadtest/locustfile.py --tags spike ...        # by tag (other classes are dropped)
 
 - ``spike`` (SpikeUser): registers once, then enrolls in ONE hot course; the first enroll
   must be 201, every repeat 200 with the same enrollment. 503s and connection errors are
