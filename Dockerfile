@@ -12,6 +12,7 @@ COPY pyproject.toml README.md ./
 COPY asgi_app ./asgi_app
 COPY accounts ./accounts
 COPY courses ./courses
+COPY common ./common
 COPY mongo ./mongo
 COPY manage.py ./
 RUN pip install . && python -c "import asgi_app"

@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	DEBUG=$${DEBUG:-1} $(PY) -m asgi_app.devserver
+	DEBUG=$${DEBUG:-1} $(PY) -m devstack
 
 superuser: $(STAMP)
 	DEBUG=$${DEBUG:-1} $(PY) manage.py createsuperuser

@@ -1,7 +1,7 @@
-"""Domain errors and the one DRF exception handler that renders every error.
+"""The one DRF exception handler that renders every error.
 
-Services raise small `DomainError` subclasses carrying an HTTP status and a code;
-the handler renders them as `{"detail": ..., "code": ...}`. Infrastructure failures
+Services raise small `common.errors.DomainError` subclasses carrying an HTTP status and a
+code; the handler renders them as `{"detail": ..., "code": ...}`. Infrastructure failures
 (MongoDB or SQL unreachable) become 503 here, so no request ends in a traceback.
 """
 
@@ -13,40 +13,9 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from common.errors import DomainError, ServiceUnavailable
+
 logger = logging.getLogger(__name__)
-
-
-class DomainError(Exception):
-    status_code = status.HTTP_400_BAD_REQUEST
-    code = "invalid"
-    default_detail = "Invalid request."
-
-    def __init__(self, detail: str | None = None, *, field: str | None = None) -> None:
-        self.detail = detail or self.default_detail
-        self.field = field
-        super().__init__(self.detail)
-
-    def as_body(self) -> dict[str, Any]:
-        if self.field:
-            # Field errors keep DRF's shape so clients handle them like serializer errors.
-            return {self.field: [self.detail]}
-        return {"detail": self.detail, "code": self.code}
-
-
-class InvalidInput(DomainError):
-    pass
-
-
-class NotFound(DomainError):
-    status_code = status.HTTP_404_NOT_FOUND
-    code = "not_found"
-    default_detail = "Not found."
-
-
-class ServiceUnavailable(DomainError):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    code = "service_unavailable"
-    default_detail = "A backing service is unavailable, try again shortly."
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass, field
 
 from accounts import selectors as accounts
-from asgi_app.errors import InvalidInput, NotFound
+from common.errors import InvalidInput, NotFound
 from courses import repository, services
 from courses.documents import EnrolledUser, Enrollment
 

@@ -10,7 +10,7 @@ changed it meanwhile, so running it on a live system does not lose enrollments.
 from collections import Counter
 from dataclasses import dataclass
 
-from asgi_app.errors import NotFound
+from common.errors import NotFound
 from courses import repository
 
 MAX_ATTEMPTS = 5

@@ -3,7 +3,7 @@
 import asyncio
 from dataclasses import dataclass
 
-from asgi_app.errors import NotFound
+from common.errors import NotFound
 from courses import repository
 from courses.documents import Course, Enrollment
 from courses.services import COURSE_NOT_FOUND

@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from asgi_app.errors import NotFound, ServiceUnavailable
+from common.errors import NotFound, ServiceUnavailable
 from courses import repository
 from courses.documents import Course, EnrolledUser, Enrollment
 

@@ -26,7 +26,7 @@ from pymongo.errors import (
 )
 from pymongo.monitoring import CommandListener
 
-from asgi_app.errors import ServiceUnavailable
+from common.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -32,3 +32,30 @@ def _imported_roots(path: Path) -> set[str]:
 @pytest.mark.parametrize("module", list(_modules()))
 def test_no_driver_imports_outside_the_mongo_layer(module):
     assert not _imported_roots(ROOT / module) & DRIVER_PACKAGES
+
+
+PRODUCT = ("asgi_app", "accounts", "common", "courses", "mongo")
+TOOLING = {"standin", "bench", "loadtest", "tests", "mockupdb", "mongomock"}
+
+
+def _product_modules():
+    for package in PRODUCT:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "/migrations/" not in path.as_posix():
+                yield path.relative_to(ROOT).as_posix()
+
+
+@pytest.mark.parametrize("module", list(_product_modules()))
+def test_product_code_never_imports_tooling(module):
+    # The production image ships only the product packages: an import of the stand-in,
+    # the benchmark or the tests would fail there.
+    assert not _imported_roots(ROOT / module) & TOOLING
+
+
+@pytest.mark.parametrize(
+    "module", [m for m in _product_modules() if m.startswith(("mongo/", "common/"))]
+)
+def test_lower_layers_never_import_the_web_layer(module):
+    # Dependencies point down: the MongoDB client and the neutral module raise domain errors
+    # from `common.errors`, never by reaching up into `asgi_app`.
+    assert "asgi_app" not in _imported_roots(ROOT / module)

@@ -4,7 +4,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
-from asgi_app.errors import ServiceUnavailable
+from common.errors import ServiceUnavailable
 from courses import repository
 
 

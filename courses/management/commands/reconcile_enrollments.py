@@ -3,7 +3,7 @@ import re
 
 from django.core.management.base import BaseCommand, CommandError
 
-from asgi_app.errors import DomainError
+from common.errors import DomainError
 from courses.reconcile import courses_reconcile
 from mongo.client import close_client
 

@@ -1,0 +1,1 @@
+"""Neutral building blocks that every layer may import (web, services, repositories, clients)."""

@@ -1,0 +1,42 @@
+"""Domain errors: what went wrong, as a code and an HTTP status, without any web framework.
+
+Services, repositories and the MongoDB client raise these; the web layer's one exception
+handler (`asgi_app.errors.exception_handler`) renders them as `{"detail": ..., "code": ...}`.
+Living here, below every layer, they can be raised from `mongo/` without importing the web
+layer.
+"""
+
+from typing import Any
+
+
+class DomainError(Exception):
+    status_code = 400
+    code = "invalid"
+    default_detail = "Invalid request."
+
+    def __init__(self, detail: str | None = None, *, field: str | None = None) -> None:
+        self.detail = detail or self.default_detail
+        self.field = field
+        super().__init__(self.detail)
+
+    def as_body(self) -> dict[str, Any]:
+        if self.field:
+            # Field errors keep DRF's shape so clients handle them like serializer errors.
+            return {self.field: [self.detail]}
+        return {"detail": self.detail, "code": self.code}
+
+
+class InvalidInput(DomainError):
+    pass
+
+
+class NotFound(DomainError):
+    status_code = 404
+    code = "not_found"
+    default_detail = "Not found."
+
+
+class ServiceUnavailable(DomainError):
+    status_code = 503
+    code = "service_unavailable"
+    default_detail = "A backing service is unavailable, try again shortly."

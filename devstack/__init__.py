@@ -1,0 +1,1 @@
+"""Development stack launcher (tooling, not shipped): the stand-in, migrations, seed, uvicorn."""
