@@ -4,11 +4,11 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from rest_framework.exceptions import AuthenticationFailed, ValidationError
 
 from accounts import tokens
 from accounts.models import User
 from accounts.passwords import password_check, password_hash
+from common.errors import AuthenticationFailed, FieldErrors, TokenNotValid
 
 USERNAME_TAKEN = "A user with that username already exists."
 EMAIL_TAKEN = "A user with that email already exists."
@@ -31,7 +31,7 @@ def _check_registration(username: str, email: str, password: str, phone: str | N
     except DjangoValidationError as exc:
         errors["password"] = list(exc.messages)
     if errors:
-        raise ValidationError(errors)
+        raise FieldErrors(errors)
 
 
 def _create_user(username: str, email: str, hashed: str, phone: str | None):
@@ -42,7 +42,7 @@ def _create_user(username: str, email: str, hashed: str, phone: str | None):
     except IntegrityError:
         # Lost a race with a concurrent registration of the same username or email.
         errors = _uniqueness_errors(username, email) or {"username": [USERNAME_TAKEN]}
-        raise ValidationError(errors) from None
+        raise FieldErrors(errors) from None
     return user, pair
 
 
@@ -67,11 +67,11 @@ async def tokens_refresh(*, refresh: str) -> dict[str, str]:
     try:
         return await sync_to_async(tokens.tokens_rotate)(refresh)
     except tokens.InvalidRefreshToken as exc:
-        raise AuthenticationFailed(str(exc), code="token_not_valid") from None
+        raise TokenNotValid(str(exc)) from None
 
 
 async def token_logout(*, refresh: str) -> None:
     try:
         await sync_to_async(tokens.token_revoke)(refresh)
     except tokens.InvalidRefreshToken as exc:
-        raise AuthenticationFailed(str(exc), code="token_not_valid") from None
+        raise TokenNotValid(str(exc)) from None

@@ -18,9 +18,20 @@ from common.errors import DomainError, ServiceUnavailable
 logger = logging.getLogger(__name__)
 
 
+def _challenge(context: dict[str, Any]) -> str:
+    """The view's `WWW-Authenticate` value: every 401 names the Bearer scheme."""
+    view, request = context.get("view"), context.get("request")
+    header = view.get_authenticate_header(request) if view is not None else None
+    return header or 'Bearer realm="api"'
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
-        headers = {"Retry-After": "5"} if isinstance(exc, ServiceUnavailable) else None
+        headers = None
+        if isinstance(exc, ServiceUnavailable):
+            headers = {"Retry-After": "5"}
+        elif exc.status_code == status.HTTP_401_UNAUTHORIZED:
+            headers = {"WWW-Authenticate": _challenge(context)}
         return Response(exc.as_body(), status=exc.status_code, headers=headers)
     if isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError):
         logger.warning("sql database error: %s: %s", type(exc).__name__, exc)

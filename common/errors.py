@@ -40,3 +40,27 @@ class ServiceUnavailable(DomainError):
     status_code = 503
     code = "service_unavailable"
     default_detail = "A backing service is unavailable, try again shortly."
+
+
+class FieldErrors(InvalidInput):
+    """Several fields wrong at once, rendered in the shape of a serializer's errors."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items()))
+
+    def as_body(self) -> dict[str, Any]:
+        return dict(self.errors)
+
+
+class AuthenticationFailed(DomainError):
+    """A 401; the web layer adds the `WWW-Authenticate` challenge the contract requires."""
+
+    status_code = 401
+    code = "authentication_failed"
+    default_detail = "Incorrect authentication credentials."
+
+
+class TokenNotValid(AuthenticationFailed):
+    code = "token_not_valid"
+    default_detail = "Token is invalid or expired."

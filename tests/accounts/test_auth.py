@@ -317,3 +317,46 @@ async def test_a_remembered_token_does_not_vouch_for_a_tampered_copy(api, make_u
     forged = jwt.utils.base64url_encode(json.dumps({**claims, "user_id": 1}).encode()).decode()
     tampered = {"Authorization": f"Bearer {header}.{forged}.{signature}"}
     assert (await api.get(ME, headers=tampered)).status_code == 401
+
+
+def test_account_services_raise_domain_errors_not_drf_exceptions():
+    """accounts/services.py speaks common.errors, like courses/; the web layer renders them."""
+    import ast
+    from pathlib import Path
+
+    from accounts import services
+
+    tree = ast.parse(Path(services.__file__).read_text())
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert not {name for name in imported if name.startswith("rest_framework")}
+    assert "common.errors" in imported
+
+
+async def test_account_401s_carry_the_bearer_challenge_and_a_code(api, make_user):
+    await make_user(username="wendy")
+    login = await api.post(LOGIN, json={"username": "wendy", "password": "wrong"})
+    refresh = await api.post(REFRESH, json={"refresh": "not.a.token"})
+    logout = await api.post(LOGOUT, json={"refresh": "not.a.token"})
+    assert login.status_code == refresh.status_code == logout.status_code == 401
+    assert login.json() == {
+        "detail": "No active account found with the given credentials.",
+        "code": "authentication_failed",
+    }
+    assert refresh.json()["code"] == logout.json()["code"] == "token_not_valid"
+    for response in (login, refresh, logout):
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
+async def test_registration_conflicts_are_field_errors(api, make_user):
+    await make_user(username="xena", email="xena@example.com")
+    response = await api.post(
+        REGISTER, json={"username": "xena", "email": "new@example.com", "password": "password"}
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "username": ["A user with that username already exists."],
+        "password": ["This password is too common."],
+    }
+    assert await _count() == 1
