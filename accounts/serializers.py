@@ -1,4 +1,6 @@
-from django.contrib.auth.validators import UnicodeUsernameValidator
+import unicodedata
+
+from django.contrib.auth.validators import ASCIIUsernameValidator
 from rest_framework import serializers
 
 from accounts.models import User, phone_validator
@@ -12,8 +14,15 @@ class UserSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class UsernameField(StrictCharField):
+    """Stored NFKC-normalized (a full-width `alice` is `alice`), then held to ASCII."""
+
+    def to_internal_value(self, data) -> str:
+        return unicodedata.normalize("NFKC", super().to_internal_value(data))
+
+
 class RegisterSerializer(StrictSerializer):
-    username = StrictCharField(max_length=150, validators=[UnicodeUsernameValidator()])
+    username = UsernameField(max_length=150, validators=[ASCIIUsernameValidator()])
     email = StrictEmailField(max_length=254)
     password = StrictCharField(
         max_length=128, write_only=True, trim_whitespace=False, style={"input_type": "password"}

@@ -6,18 +6,17 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 
 from accounts import tokens
-from accounts.models import User
+from accounts.models import USERNAME_TAKEN, User, username_key
 from accounts.passwords import password_check, password_hash
 from common.errors import AuthenticationFailed, FieldErrors, TokenNotValid
 
-USERNAME_TAKEN = "A user with that username already exists."
 EMAIL_TAKEN = "A user with that email already exists."
 BAD_CREDENTIALS = "No active account found with the given credentials."
 
 
 def _uniqueness_errors(username: str, email: str) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
-    if User.objects.filter(username=username).exists():
+    if User.objects.filter(username_key=username_key(username)).exists():
         errors["username"] = [USERNAME_TAKEN]
     if User.objects.filter(email__iexact=email).exists():
         errors["email"] = [EMAIL_TAKEN]
@@ -55,8 +54,12 @@ async def user_register(
 
 
 async def user_login(*, username: str, password: str) -> dict[str, str]:
-    """Inactive users and wrong passwords get the same answer, in about the same time."""
-    user = await User.objects.filter(username=username).afirst()
+    """Inactive users and wrong passwords get the same answer, in about the same time.
+
+    The username matches in any spelling with the same `username_key` (case, width,
+    surrounding whitespace), the same form the login throttle counts.
+    """
+    user = await User.objects.filter(username_key=username_key(username)).afirst()
     valid = await password_check(password, user.password if user else None)
     if not (valid and user.is_active):
         raise AuthenticationFailed(BAD_CREDENTIALS)

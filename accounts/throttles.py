@@ -5,6 +5,8 @@ import hashlib
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from accounts.models import username_key
+
 
 class _ConfigurableThrottle(SimpleRateThrottle):
     def allow_request(self, request, view) -> bool:
@@ -42,7 +44,8 @@ class LoginUsernameThrottle(_ConfigurableThrottle):
     def get_cache_key(self, request, view) -> str | None:
         data = request.data if isinstance(request.data, dict) else {}
         username = data.get("username")
-        if not isinstance(username, str) or not username:
+        if not isinstance(username, str) or not username_key(username):
             return None  # the serializer rejects it; nothing to count
-        digest = hashlib.sha256(username.lower().encode()).hexdigest()
+        # The form login looks the user up by: every spelling of one account is one counter.
+        digest = hashlib.sha256(username_key(username).encode()).hexdigest()
         return self.cache_format % {"scope": self.scope, "ident": digest}
