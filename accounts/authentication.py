@@ -14,13 +14,15 @@ from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.models import TokenUser
 from rest_framework_simplejwt.tokens import Token
 
+from accounts.tokens import user_id_claim
+
 
 class ClaimsUser(TokenUser):
     """The user as the token describes it; `id` is the integer the rest of the code uses."""
 
     @cached_property
     def id(self) -> int:
-        return int(self.token["user_id"])
+        return user_id_claim(self.token["user_id"])
 
 
 # Access tokens this process has verified, by their exact bytes. A client sends the same
@@ -51,7 +53,6 @@ class TokenClaimsAuthentication(JWTStatelessUserAuthentication):
         return token
 
     def get_user(self, validated_token):
-        claim = validated_token.get("user_id")
-        if isinstance(claim, bool) or not isinstance(claim, int | str) or not str(claim).isdigit():
+        if user_id_claim(validated_token.get("user_id")) is None:
             raise InvalidToken("Token contained no recognizable user identification")
         return ClaimsUser(validated_token)

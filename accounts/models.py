@@ -43,7 +43,10 @@ class UserQuerySet(models.QuerySet):
 
 
 class AccountManager(UserManager.from_queryset(UserQuerySet)):
-    pass
+    def get_by_natural_key(self, username: str) -> "User":
+        # Django's login backend and createsuperuser find users here: by username_key,
+        # like the API login, so the admin accepts the user's own spelling too.
+        return self.get(username_key=username_key(username))
 
 
 class User(AbstractUser):

@@ -14,7 +14,13 @@ from accounts.serializers import (
     TokenPairSerializer,
     UserSerializer,
 )
-from accounts.throttles import LoginIPThrottle, LoginUsernameThrottle, RegisterIPThrottle
+from accounts.throttles import (
+    LoginIPThrottle,
+    LoginUsernameThrottle,
+    RefreshIPThrottle,
+    RefreshUserThrottle,
+    RegisterIPThrottle,
+)
 from asgi_app.pagination import page_body, page_params
 from asgi_app.schema import ERRORS, LIST_PARAMS, paginated
 from asgi_app.views import ApiView, validated
@@ -54,10 +60,11 @@ class LoginView(ApiView):
 class RefreshView(ApiView):
     authentication_classes = []
     permission_classes = [AllowAny]
+    throttle_classes = [RefreshIPThrottle, RefreshUserThrottle]
 
     @extend_schema(
         request=RefreshSerializer,
-        responses={200: TokenPairSerializer, **ERRORS(400, 401, 413, 415, 503)},
+        responses={200: TokenPairSerializer, **ERRORS(400, 401, 413, 415, 429, 503)},
         auth=[],
         summary="Rotate a refresh token: the old one is blacklisted.",
     )

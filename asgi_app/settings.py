@@ -146,6 +146,8 @@ REST_FRAMEWORK = {
         "login_ip": env_str("THROTTLE_LOGIN_IP_RATE", "30/min"),
         "login_username": env_str("THROTTLE_LOGIN_USERNAME_RATE", "10/min"),
         "register_ip": env_str("THROTTLE_REGISTER_IP_RATE", "20/min"),
+        "refresh_user": env_str("THROTTLE_REFRESH_USER_RATE", "10/min"),
+        "refresh_ip": env_str("THROTTLE_REFRESH_IP_RATE", "60/min"),
     },
     "EXCEPTION_HANDLER": "asgi_app.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -9,13 +9,18 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from rest_framework.exceptions import Throttled
+from redis.exceptions import RedisError
 from rest_framework.response import Response
 from rest_framework.views import APIView as DRFAPIView
 
 from mongo.client import ping as mongo_ping
 
 logger = logging.getLogger(__name__)
+
+# What the throttles' counter store raises when it cannot count (Redis down, refused,
+# timed out). Only these let a request through uncounted; anything else (a malformed
+# body, a bug) is an answer or an error like anywhere else.
+THROTTLE_STORE_ERRORS = (RedisError, OSError)
 
 
 def validated(serializer_class, request) -> dict:
@@ -99,9 +104,7 @@ class ApiView(AsyncAPIView):
                 check()
             else:
                 await sync_to_async(check)()  # Redis round trips stay off the event loop
-        except Throttled:
-            raise
-        except Exception as exc:
+        except THROTTLE_STORE_ERRORS as exc:
             # A rate limiter that cannot count lets requests through rather than failing
             # logins and registrations: availability over strictness, loudly logged.
             logger.warning("throttle counters unavailable, not throttling: %s", exc)

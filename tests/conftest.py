@@ -44,7 +44,9 @@ def throttle_rates(settings):
 
     def apply(**rates: str):
         settings.THROTTLE_DISABLED = False
-        generous = {"login_ip": "100/min", "login_username": "100/min", "register_ip": "100/min"}
+        generous = dict.fromkeys(
+            ["login_ip", "login_username", "register_ip", "refresh_user", "refresh_ip"], "100/min"
+        )
         settings.REST_FRAMEWORK = {
             **settings.REST_FRAMEWORK,
             "DEFAULT_THROTTLE_RATES": {**generous, **rates},

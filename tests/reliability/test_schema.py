@@ -11,7 +11,7 @@ from tests.reliability.test_permission_matrix import ADMIN, EXPECTED, PUBLIC
 CONTRACT = {
     ("/api/auth/register/", "post"): {201, 400, 413, 415, 429, 503},
     ("/api/auth/login/", "post"): {200, 400, 401, 413, 415, 429, 503},
-    ("/api/auth/refresh/", "post"): {200, 400, 401, 413, 415, 503},
+    ("/api/auth/refresh/", "post"): {200, 400, 401, 413, 415, 429, 503},
     ("/api/auth/logout/", "post"): {205, 400, 401, 413, 415, 503},
     ("/api/auth/me/", "get"): {200, 401, 503},
     ("/api/users/", "get"): {200, 401, 403, 503},

@@ -12,6 +12,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 from django.urls import path
+from django.utils.timezone import now as django_now
 
 from tests.reliability.conftest import processes
 from tests.reliability.servers import PROJECT_ROOT, bearer, mint_access, server_env
@@ -275,3 +276,34 @@ def test_cors_origins_come_from_the_environment(origin):
         check=True,
     )
     assert done.stdout.strip() == f"['{origin}', 'https://admin.example.com'] True"
+
+
+ODD_USER_IDS = ["\u00b2", "\u0661\u0662", "12\u00b2", 2**70, 2**63, 0, -1, "0", " 1", 1.5, True]
+
+
+@pytest.mark.parametrize("user_id", ODD_USER_IDS)
+async def test_correctly_signed_tokens_with_odd_user_ids_are_401(api, user_id):
+    """`"²".isdigit()` is true and 2**70 overflows SQL: both were a 500 with a valid signature."""
+    key = django_settings.SIMPLE_JWT["SIGNING_KEY"]
+    now = int(time.time())
+    claims = {"token_type": "access", "exp": now + 60, "iat": now, "jti": "j", "user_id": user_id}
+    token = jwt.encode(claims, key, algorithm="HS256")
+    for url in ("/api/auth/me/", "/api/enrollments/"):
+        response = await api.get(url, headers=bearer(token))
+        assert response.status_code == 401, (url, response.text)
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("user_id", ODD_USER_IDS)
+async def test_correctly_signed_refresh_tokens_with_odd_user_ids_are_401(api, user_id):
+    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+
+    key = django_settings.SIMPLE_JWT["SIGNING_KEY"]
+    now = int(time.time())
+    jti = f"odd-{user_id!r}"
+    claims = {"token_type": "refresh", "exp": now + 60, "iat": now, "jti": jti, "user_id": user_id}
+    token = jwt.encode(claims, key, algorithm="HS256")
+    await OutstandingToken.objects.acreate(jti=jti, token=token, expires_at=django_now())
+    response = await api.post("/api/auth/refresh/", json={"refresh": token})
+    assert response.status_code == 401, response.text
+    assert await OutstandingToken.objects.acount() == 1  # no pair was issued
