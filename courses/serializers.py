@@ -5,6 +5,7 @@ cost several times more CPU per object on the hot paths. The `*Serializer` outpu
 describe the same shapes for the OpenAPI schema; the contract tests keep the two in step.
 """
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -69,10 +70,38 @@ class UserIdListField(serializers.Field):
         return value
 
 
+_PRICE = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
+
+
+@extend_schema_field(
+    {"type": "string", "format": "decimal", "pattern": r"^[0-9]{1,10}(\.[0-9]{1,2})?$"}
+)
+class PriceAmountField(serializers.DecimalField):
+    """A price: ASCII digits with at most two decimal places, as a string (`"49.99"`) or
+    a JSON number that reads the same (`49.99`, `5`).
+
+    Python's Decimal also takes `-0`, other scripts' digits (`"\u0661\u0662"`), `1_000`
+    and exponents; those were accepted and `-0` rendered as `"-0.00"`, outside our own
+    output schema. Up to 10 digits before the point (DecimalField's max_digits check).
+    """
+
+    default_error_messages = {
+        "invalid": 'Enter a decimal amount with at most two decimal places, e.g. "49.99".'
+    }
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(max_digits=12, decimal_places=2, coerce_to_string=True, **kwargs)
+
+    def to_internal_value(self, data: Any):
+        # repr of a JSON number: 49.99 -> "49.99", -0.0 -> "-0.0", 1e16 -> "1e+16".
+        text = data if isinstance(data, str) else repr(data) if type(data) in (int, float) else ""
+        if not _PRICE.fullmatch(text):
+            self.fail("invalid")
+        return super().to_internal_value(text)
+
+
 class PriceSerializer(StrictSerializer):
-    amount = serializers.DecimalField(
-        max_digits=12, decimal_places=2, min_value=0, coerce_to_string=True
-    )
+    amount = PriceAmountField()
     currency = StrictCharField(min_length=3, max_length=3)
 
     def validate_currency(self, value: str) -> str:
