@@ -40,3 +40,11 @@ class ServiceUnavailable(DomainError):
     status_code = 503
     code = "service_unavailable"
     default_detail = "A backing service is unavailable, try again shortly."
+
+
+class Conflict(DomainError):
+    """The request is valid but the resource's current state refuses it."""
+
+    status_code = 409
+    code = "conflict"
+    default_detail = "The request conflicts with the current state of the resource."
