@@ -158,9 +158,9 @@ COURSE_READ_ONLY = (
 )
 
 
+# The fields a PATCH may change, each optional; at least one. (No docstring: the schema
+# marks StrictSerializer bodies by the inherited one, see asgi_app.schema.)
 class CourseUpdateSerializer(StrictSerializer):
-    """The fields a PATCH may change, each optional; at least one."""
-
     course_title = StrictCharField(max_length=200, required=False)
     course_description = StrictCharField(max_length=10_000, allow_blank=True, required=False)
     display_price = PriceSerializer(required=False)
