@@ -102,6 +102,13 @@ async def enrollment_create(
         raise NotFound(COURSE_NOT_FOUND)
     refused = refusal_error(admission, repository.now(), self_enrollment=source == "self")
     if refused is not None:
+        # The remembered state is a hint either way: another process may have reopened
+        # the course. Refusing is the rare path, so confirm it with a fresh read.
+        admission = await repository.course_admission(course_id, fresh=True)
+        if admission is None:
+            raise NotFound(COURSE_NOT_FOUND)
+        refused = refusal_error(admission, repository.now(), self_enrollment=source == "self")
+    if refused is not None:
         return await _existing_or_refuse(course_id, user_id, refused)
     return await enrollment_create_in_course(
         course_id=course_id,

@@ -634,6 +634,23 @@ async def test_a_course_changed_by_another_process_takes_no_enrollment(
     assert await invariants(course["id"]) == 0
 
 
+async def test_a_course_reopened_by_another_process_takes_enrollments_again(
+    api, admin, regular, create_course, mongo_db, invariants
+):
+    """This process remembers the course archived (its own PATCH); another worker reopened
+    it since. The remembered refusal is re-checked, not trusted."""
+    course = await create_course(enrollment_closes_at=FUTURE)
+    change = {"status": "archived", "enrollment_closes_at": "2001-01-01T00:00:00Z"}
+    await api.patch(_detail(course["id"]), json=change, headers=admin[1])
+    await mongo_db.courses.update_one(
+        {"_id": ObjectId(course["id"])},
+        {"$set": {"status": "open", "enrollment_closes_at": None}},
+    )
+    response = await api.post(_enroll(course["id"]), headers=regular[1])
+    assert response.status_code == 201
+    assert await invariants(course["id"]) == 1
+
+
 async def test_patch_updates_this_processs_memory_so_a_refusal_writes_nothing(
     api, admin, regular, create_course, command_log
 ):
