@@ -178,6 +178,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "EnrollmentStatusEnum": ["active"],
         "AssignmentStatusEnum": ["enrolled", "already_enrolled", "not_found", "inactive"],
+        "CourseStatusEnum": ["open", "archived"],
+        "CourseListStatusEnum": ["open", "archived", "all"],
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -64,3 +64,11 @@ class AuthenticationFailed(DomainError):
 class TokenNotValid(AuthenticationFailed):
     code = "token_not_valid"
     default_detail = "Token is invalid or expired."
+
+
+class Conflict(DomainError):
+    """The request is valid but the resource's current state refuses it."""
+
+    status_code = 409
+    code = "conflict"
+    default_detail = "The request conflicts with the current state of the resource."

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from accounts import selectors as accounts
 from common.errors import InvalidInput, NotFound
 from courses import repository, services
-from courses.documents import EnrolledUser, Enrollment
+from courses.documents import Admission, EnrolledUser, Enrollment
 
 logger = logging.getLogger("courses.audit")
 
@@ -40,11 +40,10 @@ class AssignmentReport:
 async def assignment_create(
     *, course_id: str, user_id: int, admin_id: int
 ) -> tuple[Enrollment, bool]:
-    exists, rows = await asyncio.gather(
-        repository.course_exists(course_id), accounts.users_by_ids(ids=[user_id])
+    admission, rows = await asyncio.gather(
+        repository.course_admission(course_id, fresh=True), accounts.users_by_ids(ids=[user_id])
     )
-    if not exists:
-        raise NotFound(services.COURSE_NOT_FOUND)
+    _check_admits(admission)
     if not rows:
         raise InvalidInput(f"User {user_id} does not exist.", field="user_id")
     _, username, is_active = rows[0]
@@ -72,13 +71,12 @@ async def assignment_bulk_create(
     """
     distinct = list(dict.fromkeys(user_ids))
     chunks = [distinct[i : i + READ_CHUNK] for i in range(0, len(distinct), READ_CHUNK)]
-    exists, user_chunks, enrolled_chunks = await asyncio.gather(
-        repository.course_exists(course_id),
+    admission, user_chunks, enrolled_chunks = await asyncio.gather(
+        repository.course_admission(course_id, fresh=True),
         asyncio.gather(*(accounts.users_by_ids(ids=chunk) for chunk in chunks)),
         asyncio.gather(*(repository.enrollment_user_ids_among(course_id, c) for c in chunks)),
     )
-    if not exists:
-        raise NotFound(services.COURSE_NOT_FOUND)
+    _check_admits(admission)
     users = {uid: (username, active) for rows in user_chunks for uid, username, active in rows}
     enrolled = set().union(*enrolled_chunks)
 
@@ -115,6 +113,17 @@ async def assignment_bulk_create(
     )
     _audit(admin_id, course_id, report.summary)
     return report
+
+
+def _check_admits(admission: Admission | None) -> None:
+    """404 for no course, 409 for an archived one. Read fresh, not from the process's
+    cache: an assignment's counting write is unconditional (windows do not bind admins),
+    so this read is its check. An archive racing it orders after the assignment."""
+    if admission is None:
+        raise NotFound(services.COURSE_NOT_FOUND)
+    refused = services.refusal_error(admission, repository.now(), self_enrollment=False)
+    if refused is not None:
+        raise refused
 
 
 def _status(uid: int, users: dict[int, tuple[str, bool]], inserted: set[int]) -> str:

@@ -4,6 +4,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+COURSE_OPEN = "open"
+COURSE_ARCHIVED = "archived"
+COURSE_STATUSES = (COURSE_OPEN, COURSE_ARCHIVED)
+# `?ordering=` of the course list; a leading "-" means descending.
+COURSE_ORDERINGS = (
+    "created_at",
+    "-created_at",
+    "course_title",
+    "-course_title",
+    "enrollers",
+    "-enrollers",
+)
+
 
 @dataclass(frozen=True)
 class EnrolledUser:
@@ -23,6 +36,48 @@ class Course:
     updated_at: datetime
     # Only loaded when asked for: the array grows with every enrollment.
     enrolled_users: list[EnrolledUser] | None = field(default=None)
+    # Version 2 administration fields; documents written before them read as these defaults.
+    capacity: int | None = None
+    enrollment_opens_at: datetime | None = None
+    enrollment_closes_at: datetime | None = None
+    status: str = COURSE_OPEN
+
+    @property
+    def seats_left(self) -> int | None:
+        """Seats before the course is full; None when its capacity is unlimited."""
+        if self.capacity is None:
+            return None
+        return max(self.capacity - self.enrollers, 0)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a course admits, as far as the enroll path needs to know (cacheable)."""
+
+    status: str
+    enrollment_opens_at: datetime | None
+    enrollment_closes_at: datetime | None
+
+    def refusal(self, moment: datetime, *, self_enrollment: bool) -> str | None:
+        """Why the course takes no new enrollment at `moment` ("course_archived" or
+        "enrollment_closed"), or None when it does. Windows bind self-enrollment only."""
+        if self.status == COURSE_ARCHIVED:
+            return "course_archived"
+        if self_enrollment and not window_contains(
+            self.enrollment_opens_at, self.enrollment_closes_at, moment
+        ):
+            return "enrollment_closed"
+        return None
+
+
+def millisecond_precision(moment: datetime) -> datetime:
+    """`moment` cut to MongoDB's millisecond precision, so a stored time reads back equal."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def window_contains(opens: datetime | None, closes: datetime | None, moment: datetime) -> bool:
+    """The enrollment window is [opens, closes); a missing bound is unbounded."""
+    return (opens is None or opens <= moment) and (closes is None or moment < closes)
 
 
 @dataclass(frozen=True)

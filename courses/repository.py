@@ -5,6 +5,7 @@ returns plain values (`courses.documents`), and turns driver errors into domain 
 duplicate keys become return values, connection failures a 503 (`ServiceUnavailable`).
 """
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -12,21 +13,28 @@ from functools import lru_cache
 from typing import Any
 
 from bson import Decimal128, ObjectId
-from pymongo import DESCENDING, InsertOne, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, InsertOne, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from courses.documents import Course, EnrolledUser, Enrollment
+from courses.documents import (
+    COURSE_ARCHIVED,
+    COURSE_OPEN,
+    Admission,
+    Course,
+    EnrolledUser,
+    Enrollment,
+    millisecond_precision,
+)
 from mongo.client import get_collection, get_db, unavailable_on_driver_error
 from mongo.indexes import COURSES, ENROLLMENTS, ensure_indexes_once
 
 DUPLICATE_KEY = 11000
-_LIST_PROJECTION = {"enrolled_users": 0}
+_LIST_PROJECTION = {"enrolled_users": 0, "title_words": 0}
 
 
 def now() -> datetime:
     """The current time at MongoDB's millisecond precision, so a stored time reads back equal."""
-    moment = datetime.now(UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    return millisecond_precision(datetime.now(UTC))
 
 
 def new_id() -> str:
@@ -55,7 +63,29 @@ def _course(doc: dict[str, Any]) -> Course:
         enrolled_users=None
         if enrolled is None
         else [EnrolledUser(user_id=u["user_id"], username=u["username"]) for u in enrolled],
+        # Documents written before version 2 lack these: they read as the defaults.
+        capacity=doc.get("capacity"),
+        enrollment_opens_at=doc.get("enrollment_opens_at"),
+        enrollment_closes_at=doc.get("enrollment_closes_at"),
+        status=doc.get("status", COURSE_OPEN),
     )
+
+
+def _admission(doc: dict[str, Any]) -> Admission:
+    return Admission(
+        status=doc.get("status", COURSE_OPEN),
+        enrollment_opens_at=doc.get("enrollment_opens_at"),
+        enrollment_closes_at=doc.get("enrollment_closes_at"),
+    )
+
+
+_ADMISSION_PROJECTION = {"status": 1, "enrollment_opens_at": 1, "enrollment_closes_at": 1}
+_WORD = re.compile(r"\w+")
+
+
+def title_words(text: str) -> list[str]:
+    """The case-folded words of a title (or a search), as stored in `title_words`."""
+    return list(dict.fromkeys(_WORD.findall(text.casefold())))
 
 
 def _enrollment(doc: dict[str, Any]) -> Enrollment:
@@ -97,10 +127,17 @@ async def course_insert(course: Course) -> None:
         "enrollers": 0,
         "created_at": course.created_at,
         "updated_at": course.updated_at,
+        "capacity": course.capacity,
+        "enrollment_opens_at": course.enrollment_opens_at,
+        "enrollment_closes_at": course.enrollment_closes_at,
+        "status": course.status,
+        "title_words": title_words(course.course_title),
     }
     with unavailable_on_driver_error():
         await get_collection(COURSES).insert_one(doc)
-    _remember_course(course.id)
+    _remember_course(
+        course.id, Admission(course.status, course.enrollment_opens_at, course.enrollment_closes_at)
+    )
 
 
 async def course_get(course_id: str, *, with_enrolled_users: bool = False) -> Course | None:
@@ -112,29 +149,98 @@ async def course_get(course_id: str, *, with_enrolled_users: bool = False) -> Co
 
 # Courses are never deleted by the service, so a course seen to exist can skip the
 # existence query on the hot enroll path (one of its three round trips). Only positive
-# answers are kept, per database, oldest forgotten first beyond the bound.
-_known_courses: dict[tuple[str, str], None] = {}
+# answers are kept, per database, oldest forgotten first beyond the bound. With each the
+# course's admission state (status, window) as last seen by this process: it lets the
+# enroll path refuse an archived or closed course without writing, but it is only a hint —
+# another process may have archived the course since — so the write that counts a
+# self-enrollment re-checks the state atomically (see `course_add_enrolled`).
+_known_courses: dict[tuple[str, str], Admission] = {}
 KNOWN_COURSES_MAX = 10_000
 
 
-def _remember_course(course_id: str) -> None:
-    _known_courses[(get_db().name, course_id)] = None
+def _remember_course(course_id: str, admission: Admission) -> None:
+    _known_courses[(get_db().name, course_id)] = admission
     if len(_known_courses) > KNOWN_COURSES_MAX:
         del _known_courses[next(iter(_known_courses))]
 
 
-async def course_exists(course_id: str, *, fresh: bool = False) -> bool:
-    """Whether the course exists; `fresh` bypasses the process's memory of known courses."""
+async def course_admission(course_id: str, *, fresh: bool = False) -> Admission | None:
+    """The course's admission state, None if it does not exist; `fresh` bypasses the
+    process's memory of known courses."""
     key = (get_db().name, course_id)
-    if not fresh and key in _known_courses:
-        return True
+    if not fresh:
+        known = _known_courses.get(key)
+        if known is not None:
+            return known
     with unavailable_on_driver_error():
-        doc = await get_collection(COURSES).find_one({"_id": ObjectId(course_id)}, {"_id": 1})
+        doc = await get_collection(COURSES).find_one(
+            {"_id": ObjectId(course_id)}, _ADMISSION_PROJECTION
+        )
     if doc is None:
         _known_courses.pop(key, None)
-        return False
-    _remember_course(course_id)
-    return True
+        return None
+    admission = _admission(doc)
+    _remember_course(course_id, admission)
+    return admission
+
+
+async def course_exists(course_id: str, *, fresh: bool = False) -> bool:
+    """Whether the course exists; `fresh` bypasses the process's memory of known courses."""
+    return await course_admission(course_id, fresh=fresh) is not None
+
+
+async def course_admission_counting(course_id: str, user_id: int) -> tuple[Admission, bool] | None:
+    """(admission state, whether `user_id` is counted in `enrolled_users`), read fresh;
+    None if the course does not exist. For the rare path where counting a user failed."""
+    with unavailable_on_driver_error():
+        doc = await get_collection(COURSES).find_one(
+            {"_id": ObjectId(course_id)},
+            {**_ADMISSION_PROJECTION, "enrolled_users": {"$elemMatch": {"user_id": user_id}}},
+        )
+    if doc is None:
+        _known_courses.pop((get_db().name, course_id), None)
+        return None
+    admission = _admission(doc)
+    _remember_course(course_id, admission)
+    return admission, bool(doc.get("enrolled_users"))
+
+
+async def course_update(course_id: str, changes: dict[str, Any]) -> Course | None:
+    """Apply `changes` (Course field names; `amount`/`currency` both or neither) in one
+    atomic update and return the course as it now is.
+
+    A window bound changed alone is checked against the stored other bound in the same
+    update's filter, so two concurrent PATCHes cannot leave `opens >= closes`. None when
+    the course does not exist or that check failed (the caller tells which apart).
+    """
+    update: dict[str, Any] = {k: v for k, v in changes.items() if k not in ("amount", "currency")}
+    if "amount" in changes:
+        update["display_price"] = {
+            "amount": Decimal128(changes["amount"]),
+            "currency": changes["currency"],
+        }
+    if "course_title" in changes:
+        update["title_words"] = title_words(changes["course_title"])
+    update["updated_at"] = now()
+    query: dict[str, Any] = {"_id": ObjectId(course_id)}
+    opens, closes = changes.get("enrollment_opens_at"), changes.get("enrollment_closes_at")
+    if opens is not None and "enrollment_closes_at" not in changes:
+        query["enrollment_closes_at"] = {"$not": {"$lte": opens}}
+    if closes is not None and "enrollment_opens_at" not in changes:
+        query["enrollment_opens_at"] = {"$not": {"$gte": closes}}
+    with unavailable_on_driver_error():
+        doc = await get_collection(COURSES).find_one_and_update(
+            query,
+            {"$set": update},
+            projection=_LIST_PROJECTION,
+            return_document=ReturnDocument.AFTER,
+        )
+    if doc is None:
+        return None
+    # This process forgets the old state at once; other processes hold a hint that the
+    # counting write re-checks (see _known_courses).
+    _remember_course(course_id, _admission(doc))
+    return _course(doc)
 
 
 async def course_enrollers(course_id: str) -> int | None:
@@ -143,19 +249,69 @@ async def course_enrollers(course_id: str) -> int | None:
     return None if doc is None else doc["enrollers"]
 
 
-async def course_count() -> int:
-    # The unfiltered count comes from collection metadata (the `count` command), not a scan
-    # through an aggregation; on a replica set it is exact except after an unclean shutdown.
+def _course_filter(status: str, words: Sequence[str]) -> dict[str, Any]:
+    """The list filter: `status` is "open", "archived" or "all"; every word of `words` must
+    start a word of the title. Words are matched as anchored, escaped prefixes of the
+    indexed `title_words` (index bounds, no scan); course documents written before that
+    field existed are matched on their title, case-insensitively."""
+    query: dict[str, Any] = {}
+    if status == COURSE_OPEN:
+        query["status"] = {"$ne": COURSE_ARCHIVED}  # documents without a status are open
+    elif status == COURSE_ARCHIVED:
+        query["status"] = COURSE_ARCHIVED
+    if words:
+        prefixes = [{"title_words": {"$regex": "^" + re.escape(w)}} for w in words]
+        legacy = [
+            {"course_title": {"$regex": r"(?:^|\W)" + re.escape(w), "$options": "i"}} for w in words
+        ]
+        query["$or"] = [
+            {"$and": prefixes},
+            {"title_words": {"$exists": False}, "$and": legacy},
+        ]
+    return query
+
+
+_ORDERINGS = {
+    "created_at": "created_at",
+    "course_title": "course_title",
+    "enrollers": "enrollers",
+}
+
+
+def _course_sort(ordering: str) -> list[tuple[str, int]]:
+    direction = DESCENDING if ordering.startswith("-") else ASCENDING
+    # _id breaks ties, so pages never repeat or skip courses with equal keys.
+    return [(_ORDERINGS[ordering.lstrip("-")], direction), ("_id", direction)]
+
+
+async def course_count(*, status: str = "all", words: Sequence[str] = ()) -> int:
+    """How many courses the list filter matches."""
+    courses = get_collection(COURSES)
     with unavailable_on_driver_error():
-        return await get_collection(COURSES).estimated_document_count()
+        if words or status == COURSE_ARCHIVED:
+            return await courses.count_documents(_course_filter(status, words))
+        # The unfiltered count comes from collection metadata (the `count` command), not a
+        # scan through an aggregation; on a replica set it is exact except after an unclean
+        # shutdown. The open courses are that minus the archived ones (an indexed count).
+        total = await courses.estimated_document_count()
+        if status == COURSE_OPEN:
+            total -= await courses.count_documents({"status": COURSE_ARCHIVED})
+        return max(total, 0)
 
 
-async def course_page(*, limit: int, offset: int) -> list[Course]:
-    """Newest first, without `enrolled_users` (which can be large)."""
+async def course_page(
+    *,
+    limit: int,
+    offset: int,
+    status: str = "all",
+    words: Sequence[str] = (),
+    ordering: str = "-created_at",
+) -> list[Course]:
+    """One page of the list, without `enrolled_users` (which can be large)."""
     cursor = (
         get_collection(COURSES)
-        .find({}, _LIST_PROJECTION)
-        .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+        .find(_course_filter(status, words), _LIST_PROJECTION)
+        .sort(_course_sort(ordering))
         .skip(offset)
         .limit(limit)
     )
@@ -179,18 +335,37 @@ async def course_all_ids() -> list[str]:
         return [str(doc["_id"]) async for doc in cursor]
 
 
-async def course_add_enrolled(course_id: str, users: Sequence[EnrolledUser]) -> int | None:
+def _admits_self_enrollment(moment: datetime) -> dict[str, Any]:
+    """Filter conditions under which a course takes a self-enrollment at `moment`: not
+    archived, and inside its window [opens, closes). Missing fields (documents older than
+    these fields) and nulls pass: `$not` of a comparison matches them."""
+    return {
+        "status": {"$ne": COURSE_ARCHIVED},
+        "enrollment_opens_at": {"$not": {"$gt": moment}},
+        "enrollment_closes_at": {"$not": {"$lte": moment}},
+    }
+
+
+async def course_add_enrolled(
+    course_id: str, users: Sequence[EnrolledUser], *, self_enrollment_at: datetime | None = None
+) -> int | None:
     """Count `users` into the course in one atomic update; returns the new `enrollers`.
 
     The filter makes the update all-or-nothing per call: it matches only when none of
-    `users` is in `enrolled_users` yet, so nobody is ever pushed or counted twice. Returns
-    None when it did not match (no such course, or one of them is already there).
+    `users` is in `enrolled_users` yet, so nobody is ever pushed or counted twice. With
+    `self_enrollment_at`, it also matches only while the course takes self-enrollments at
+    that moment (open, inside its window): the authoritative check, whatever a process's
+    cache believes. Returns None when it did not match (no such course, one of them is
+    already there, or the course refuses).
     """
     ids = [u.user_id for u in users]
     guard = {"$ne": ids[0]} if len(ids) == 1 else {"$nin": ids}
+    query: dict[str, Any] = {"_id": ObjectId(course_id), "enrolled_users.user_id": guard}
+    if self_enrollment_at is not None:
+        query.update(_admits_self_enrollment(self_enrollment_at))
     with unavailable_on_driver_error():
         doc = await get_collection(COURSES).find_one_and_update(
-            {"_id": ObjectId(course_id), "enrolled_users.user_id": guard},
+            query,
             {
                 "$inc": {"enrollers": len(users)},
                 "$push": {
@@ -297,6 +472,15 @@ async def enrollment_insert_many(enrollments: Sequence[Enrollment]) -> set[int]:
             raise
         return {enrollments[error["index"]].user_id for error in errors}
     return set()
+
+
+async def enrollment_find(course_id: str, user_id: int) -> Enrollment | None:
+    """The user's enrollment in the course, if any (the unique index's key)."""
+    with unavailable_on_driver_error():
+        doc = await get_collection(ENROLLMENTS).find_one(
+            {"course_id": ObjectId(course_id), "user_id": user_id}
+        )
+    return None if doc is None else _enrollment(doc)
 
 
 async def enrollment_delete(enrollment_id: str) -> None:

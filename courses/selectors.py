@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from common.errors import NotFound
 from courses import repository
-from courses.documents import Course, Enrollment
+from courses.documents import COURSE_OPEN, Course, Enrollment
 from courses.services import COURSE_NOT_FOUND
 
 
@@ -15,9 +15,22 @@ class EnrollmentWithTitle:
     course_title: str | None
 
 
-async def course_list(*, limit: int, offset: int) -> tuple[int, list[Course]]:
+async def course_list(
+    *,
+    limit: int,
+    offset: int,
+    status: str = COURSE_OPEN,
+    search: str = "",
+    ordering: str = "-created_at",
+) -> tuple[int, list[Course]]:
+    """(count matching the filter, one page). `status` is "open" (the default: archived
+    courses hidden), "archived" or "all"; every word of `search` must start a title word."""
+    words = repository.title_words(search)
     return await asyncio.gather(
-        repository.course_count(), repository.course_page(limit=limit, offset=offset)
+        repository.course_count(status=status, words=words),
+        repository.course_page(
+            limit=limit, offset=offset, status=status, words=words, ordering=ordering
+        ),
     )
 
 

@@ -6,15 +6,24 @@ describe the same shapes for the OpenAPI schema; the contract tests keep the two
 """
 
 import re
+from datetime import UTC
 from typing import Any
 
 from django.conf import settings
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from asgi_app.serializers import StrictCharField, StrictSerializer
 from courses.currencies import ISO_4217
-from courses.documents import Course, Enrollment
+from courses.documents import (
+    COURSE_OPEN,
+    COURSE_ORDERINGS,
+    COURSE_STATUSES,
+    Course,
+    Enrollment,
+    millisecond_precision,
+)
 
 MAX_USER_ID = 2**63 - 1
 
@@ -110,10 +119,125 @@ class PriceSerializer(StrictSerializer):
         return value
 
 
+class UtcDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 time string with `Z` or an explicit offset, returned in UTC at MongoDB's
+    millisecond precision. A time without an offset is ambiguous and refused."""
+
+    default_error_messages = {
+        "invalid": "Expected an ISO 8601 time such as 2026-01-31T09:00:00Z.",
+        "naive": "Give the time zone: a Z or +00:00 suffix.",
+    }
+
+    def to_internal_value(self, value: Any):
+        if not isinstance(value, str):
+            self.fail("invalid")
+        try:
+            parsed = parse_datetime(value.strip())
+            if parsed is not None and parsed.tzinfo is not None:
+                return millisecond_precision(parsed.astimezone(UTC))
+        except (ValueError, OverflowError):  # a field out of range, a year beyond 9999
+            self.fail("invalid")
+        self.fail("invalid" if parsed is None else "naive")
+
+
+def _check_window(attrs: dict[str, Any]) -> None:
+    opens, closes = attrs.get("enrollment_opens_at"), attrs.get("enrollment_closes_at")
+    if opens is not None and closes is not None and opens >= closes:
+        raise serializers.ValidationError(
+            {"enrollment_closes_at": ["Must be later than enrollment_opens_at."]}
+        )
+
+
+def _capacity(**kwargs) -> StrictIntegerField:
+    return StrictIntegerField(
+        allow_null=True, help_text="Seats (at least 1); null means unlimited.", **kwargs
+    )
+
+
+def _window_bound(**kwargs) -> UtcDateTimeField:
+    return UtcDateTimeField(allow_null=True, **kwargs)
+
+
 class CourseCreateSerializer(StrictSerializer):
     course_title = StrictCharField(max_length=200)
     course_description = StrictCharField(max_length=10_000, allow_blank=True)
     display_price = PriceSerializer()
+    capacity = _capacity(default=None)
+    enrollment_opens_at = _window_bound(
+        default=None, help_text="Self-enrollment opens at this time; null: already open."
+    )
+    enrollment_closes_at = _window_bound(
+        default=None, help_text="Self-enrollment closes at this time; null: never closes."
+    )
+    status = serializers.ChoiceField(COURSE_STATUSES, default=COURSE_OPEN)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        _check_window(attrs)
+        return attrs
+
+
+# Fields of COURSE a PATCH cannot change: named as read-only rather than unknown.
+COURSE_READ_ONLY = (
+    "id",
+    "enrollers",
+    "enrolled_users",
+    "seats_left",
+    "created_at",
+    "updated_at",
+)
+
+
+# The fields a PATCH may change, each optional; at least one. (No docstring: the schema
+# marks StrictSerializer bodies by the inherited one, see asgi_app.schema.)
+class CourseUpdateSerializer(StrictSerializer):
+    course_title = StrictCharField(max_length=200, required=False)
+    course_description = StrictCharField(max_length=10_000, allow_blank=True, required=False)
+    display_price = PriceSerializer(required=False)
+    capacity = _capacity(required=False)
+    enrollment_opens_at = _window_bound(required=False)
+    enrollment_closes_at = _window_bound(required=False)
+    status = serializers.ChoiceField(COURSE_STATUSES, required=False)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):
+            read_only = [name for name in COURSE_READ_ONLY if name in data]
+            if read_only:
+                raise serializers.ValidationError(
+                    {name: ["This field is read-only."] for name in read_only}
+                )
+        return super().to_internal_value(data)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Send at least one field to change.")
+        _check_window(attrs)
+        return attrs
+
+
+def course_changes(validated: dict[str, Any]) -> dict[str, Any]:
+    """A validated PATCH body in the Course's own field names (the price split in two)."""
+    changes = dict(validated)
+    price = changes.pop("display_price", None)
+    if price is not None:
+        changes["amount"], changes["currency"] = price["amount"], price["currency"]
+    return changes
+
+
+class CourseListQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        [*COURSE_STATUSES, "all"],
+        default=COURSE_OPEN,
+        help_text="`open` (default); `archived` and `all` are for admins only (403 otherwise).",
+    )
+    search = serializers.CharField(
+        max_length=200,
+        allow_blank=True,
+        default="",
+        help_text="Every word must start a word of the title (case-insensitive).",
+    )
+    ordering = serializers.ChoiceField(
+        COURSE_ORDERINGS, default="-created_at", help_text="A leading - sorts descending."
+    )
 
 
 class AssignSerializer(StrictSerializer):
@@ -131,6 +255,10 @@ def _iso(moment) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+def _iso_or_none(moment) -> str | None:
+    return None if moment is None else _iso(moment)
+
+
 def course_data(course: Course, *, with_enrolled_users: bool = False) -> dict[str, Any]:
     data = {
         "id": course.id,
@@ -139,6 +267,12 @@ def course_data(course: Course, *, with_enrolled_users: bool = False) -> dict[st
         "display_price": {"amount": f"{course.amount:.2f}", "currency": course.currency},
         "enrollers": course.enrollers,
         "created_at": _iso(course.created_at),
+        "capacity": course.capacity,
+        "seats_left": course.seats_left,
+        "enrollment_opens_at": _iso_or_none(course.enrollment_opens_at),
+        "enrollment_closes_at": _iso_or_none(course.enrollment_closes_at),
+        "status": course.status,
+        "updated_at": _iso(course.updated_at),
     }
     if with_enrolled_users:
         data["enrolled_users"] = [
@@ -181,6 +315,26 @@ class CourseSerializer(serializers.Serializer):
     display_price = PriceOutSerializer()
     enrollers = serializers.IntegerField()
     created_at = serializers.DateTimeField()
+    capacity = serializers.IntegerField(
+        min_value=1, allow_null=True, help_text="Seats; null means unlimited."
+    )
+    seats_left = serializers.IntegerField(
+        min_value=0,
+        allow_null=True,
+        help_text="max(capacity - enrollers, 0); null when the capacity is unlimited.",
+    )
+    enrollment_opens_at = serializers.DateTimeField(
+        allow_null=True, help_text="Self-enrollment opens at this time (null: open)."
+    )
+    enrollment_closes_at = serializers.DateTimeField(
+        allow_null=True, help_text="Self-enrollment closes at this time (null: never)."
+    )
+    status = serializers.ChoiceField(
+        COURSE_STATUSES, help_text="Archived courses take no new enrollments or assignments."
+    )
+    updated_at = serializers.DateTimeField(
+        help_text="Last change of the course, its enrollment counts included."
+    )
     enrolled_users = EnrolledUserSerializer(
         many=True, required=False, help_text="Admins only, on the detail endpoint."
     )

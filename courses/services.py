@@ -1,16 +1,48 @@
 """Course and enrollment rules (writes)."""
 
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from common.errors import NotFound, ServiceUnavailable
+from common.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from courses import repository
-from courses.documents import Course, EnrolledUser, Enrollment
+from courses.documents import COURSE_OPEN, Admission, Course, EnrolledUser, Enrollment
 
 COURSE_NOT_FOUND = "Course not found."
+WINDOW_ORDER = "enrollment_opens_at must be earlier than enrollment_closes_at."
+
+
+class CourseArchived(Conflict):
+    code = "course_archived"
+    default_detail = "The course is archived: it takes no new enrollments or assignments."
+
+
+class EnrollmentClosed(Conflict):
+    code = "enrollment_closed"
+    default_detail = "The course's enrollment window is not open."
+
+
+_REFUSALS = {CourseArchived.code: CourseArchived, EnrollmentClosed.code: EnrollmentClosed}
+
+
+def refusal_error(
+    admission: Admission, moment: datetime, *, self_enrollment: bool
+) -> Conflict | None:
+    """The 409 a new enrollment at `moment` gets, or None when the course takes it."""
+    reason = admission.refusal(moment, self_enrollment=self_enrollment)
+    return None if reason is None else _REFUSALS[reason]()
 
 
 async def course_create(
-    *, course_title: str, course_description: str, amount: Decimal, currency: str
+    *,
+    course_title: str,
+    course_description: str,
+    amount: Decimal,
+    currency: str,
+    capacity: int | None = None,
+    enrollment_opens_at: datetime | None = None,
+    enrollment_closes_at: datetime | None = None,
+    status: str = COURSE_OPEN,
 ) -> Course:
     created_at = repository.now()
     course = Course(
@@ -22,9 +54,31 @@ async def course_create(
         enrollers=0,
         created_at=created_at,
         updated_at=created_at,
+        capacity=capacity,
+        enrollment_opens_at=enrollment_opens_at,
+        enrollment_closes_at=enrollment_closes_at,
+        status=status,
     )
     await repository.course_insert(course)
     return course
+
+
+async def course_update(*, course_id: str, changes: dict[str, Any]) -> Course:
+    """Change a course's fields in one atomic update (validated input, Course field names).
+
+    Enrollment counts are never touched: lowering `capacity` below `enrollers` removes
+    nobody. A window bound changed alone must stay on its side of the stored other bound;
+    the update's own filter checks that, so no concurrent PATCH can slip in between.
+    """
+    if "amount" in changes:
+        changes = {**changes, "amount": changes["amount"].quantize(Decimal("0.01"))}
+    course = await repository.course_update(course_id, changes)
+    if course is not None:
+        return course
+    if not await repository.course_exists(course_id, fresh=True):
+        raise NotFound(COURSE_NOT_FOUND)
+    changed = "enrollment_opens_at" if "enrollment_opens_at" in changes else "enrollment_closes_at"
+    raise InvalidInput(f"{WINDOW_ORDER} (the other bound is the stored one)", field=changed)
 
 
 async def enrollment_create(
@@ -43,8 +97,19 @@ async def enrollment_create(
     course is consistent and completes the work of an earlier attempt that failed between
     its two writes — so a retried request converges to the invariant.
     """
-    if not await repository.course_exists(course_id):
+    admission = await repository.course_admission(course_id)
+    if admission is None:
         raise NotFound(COURSE_NOT_FOUND)
+    refused = refusal_error(admission, repository.now(), self_enrollment=source == "self")
+    if refused is not None:
+        # The remembered state is a hint either way: another process may have reopened
+        # the course. Refusing is the rare path, so confirm it with a fresh read.
+        admission = await repository.course_admission(course_id, fresh=True)
+        if admission is None:
+            raise NotFound(COURSE_NOT_FOUND)
+        refused = refusal_error(admission, repository.now(), self_enrollment=source == "self")
+    if refused is not None:
+        return await _existing_or_refuse(course_id, user_id, refused)
     return await enrollment_create_in_course(
         course_id=course_id,
         user_id=user_id,
@@ -70,19 +135,71 @@ async def enrollment_create_in_course(
     )
     existing = await repository.enrollment_insert_or_get(enrollment)
     if existing is None:
-        counted = await repository.course_add_enrolled(course_id, [EnrolledUser(user_id, username)])
-        if counted is None and not await repository.course_exists(course_id, fresh=True):
-            # Only if the course was removed behind the service's back after it was seen
-            # to exist (see repository.course_exists): take the enrollment back.
-            await repository.enrollment_delete(enrollment.id)
-            raise NotFound(COURSE_NOT_FOUND)
+        counted = await repository.course_add_enrolled(
+            course_id,
+            [EnrolledUser(user_id, username)],
+            self_enrollment_at=_self_moment(enrollment, enrollment.enrolled_at),
+        )
+        if counted is None:
+            await _settle_uncounted(enrollment)
         return enrollment, True
     # A repeat: re-apply the guarded update, a no-op unless an earlier attempt failed
-    # between its two writes.
+    # between its two writes. A self-enrollment is counted only while the course takes
+    # self-enrollments (see _settle_uncounted, which may be taking this one back).
     await repository.course_add_enrolled(
-        course_id, [EnrolledUser(existing.user_id, existing.username)]
+        course_id,
+        [EnrolledUser(existing.user_id, existing.username)],
+        self_enrollment_at=_self_moment(existing, repository.now()),
     )
     return existing, False
+
+
+def _self_moment(enrollment: Enrollment, moment: datetime) -> datetime | None:
+    """The moment whose admission rules a counting write checks; None for admin
+    assignments, which the service checked before writing and windows do not bind."""
+    return moment if enrollment.source == "self" else None
+
+
+async def _existing_or_refuse(
+    course_id: str, user_id: int, refused: Conflict
+) -> tuple[Enrollment, bool]:
+    """A course that takes no new enrollment still answers a repeat: 200, unchanged."""
+    existing = await repository.enrollment_find(course_id, user_id)
+    if existing is None:
+        raise refused
+    return existing, False
+
+
+async def _settle_uncounted(enrollment: Enrollment) -> None:
+    """The enrollment was inserted but its counting write did not match: find out why.
+
+    Either a concurrent repeat counted the user first (nothing to do), or the course
+    refuses it — archived or outside the window as seen by the counting write itself,
+    which a process's cache cannot know — or the course was removed behind the service's
+    back: then the enrollment is taken back and the caller gets the 409 or 404.
+    """
+    state = await repository.course_admission_counting(enrollment.course_id, enrollment.user_id)
+    if state is None:
+        await repository.enrollment_delete(enrollment.id)
+        raise NotFound(COURSE_NOT_FOUND)
+    admission, counted = state
+    if counted:
+        return
+    # Only self-enrollments are counted conditionally; an admin assignment is never
+    # taken back (the service checked the course before writing it).
+    refused = enrollment.source == "self" and refusal_error(
+        admission, enrollment.enrolled_at, self_enrollment=True
+    )
+    if refused:
+        await repository.enrollment_delete(enrollment.id)
+        raise refused
+    # The course changed back (reopened) between the two reads: count once more; a
+    # retried request or reconcile_enrollments completes it if this misses again.
+    await repository.course_add_enrolled(
+        enrollment.course_id,
+        [EnrolledUser(enrollment.user_id, enrollment.username)],
+        self_enrollment_at=_self_moment(enrollment, repository.now()),
+    )
 
 
 async def enrollments_count_into_course(course_id: str, users: list[EnrolledUser]) -> int:

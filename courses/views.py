@@ -1,11 +1,12 @@
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from accounts.permissions import IsAdmin
 from asgi_app.pagination import page_body, page_params
-from asgi_app.schema import ERRORS, LIST_PARAMS, paginated
+from asgi_app.schema import ERRORS, LIST_PARAMS, ErrorSerializer, paginated
 from asgi_app.views import ApiView, validated
 from courses import assignment, selectors, services
 from courses.serializers import (
@@ -13,12 +14,34 @@ from courses.serializers import (
     AssignMultipleSerializer,
     AssignSerializer,
     CourseCreateSerializer,
+    CourseListQuerySerializer,
     CourseSerializer,
+    CourseUpdateSerializer,
     EnrollmentSerializer,
     MyEnrollmentSerializer,
+    course_changes,
     course_data,
     enrollment_data,
 )
+from courses.services import CourseArchived, EnrollmentClosed
+
+ARCHIVED_FOR_ADMINS = "Only admins can list archived courses."
+_CONFLICTS = {
+    CourseArchived.code: "The course is archived (`course_archived`).",
+    EnrollmentClosed.code: "Outside the course's enrollment window (`enrollment_closed`).",
+}
+
+
+def _conflict(*codes: str) -> dict[int, OpenApiResponse]:
+    return {
+        409: OpenApiResponse(ErrorSerializer, description=" ".join(_CONFLICTS[c] for c in codes))
+    }
+
+
+async def _is_confirmed_admin(request, view) -> bool:
+    """Whether the caller is an admin; the SQL check runs only for admin tokens."""
+    admin = IsAdmin()
+    return admin.has_permission(request, view) and await admin.confirm(request, view)
 
 
 def _enrollment_response(enrollment, created: bool) -> Response:
@@ -35,14 +58,31 @@ class CourseListView(ApiView):
         return [IsAuthenticated()]
 
     @extend_schema(
-        parameters=LIST_PARAMS,
-        responses={200: paginated(CourseSerializer), **ERRORS(401, 503)},
+        parameters=[*LIST_PARAMS, CourseListQuerySerializer],
+        responses={200: paginated(CourseSerializer), **ERRORS(400, 401, 403, 503)},
         operation_id="courses_list",
-        summary="List courses, newest first (any authenticated user).",
+        summary="List courses, newest first by default; archived ones only to admins who ask.",
     )
     async def get(self, request):
         page = page_params(request)
-        count, courses = await selectors.course_list(limit=page.limit, offset=page.offset)
+        query = CourseListQuerySerializer(
+            data={
+                k: v
+                for k, v in request.query_params.items()
+                if k in ("status", "search", "ordering")
+            }
+        )
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        if params["status"] != "open" and not await _is_confirmed_admin(request, self):
+            raise PermissionDenied(ARCHIVED_FOR_ADMINS)
+        count, courses = await selectors.course_list(
+            limit=page.limit,
+            offset=page.offset,
+            status=params["status"],
+            search=params["search"],
+            ordering=params["ordering"],
+        )
         return Response(page_body(request, page, count, [course_data(c) for c in courses]))
 
     @extend_schema(
@@ -58,24 +98,41 @@ class CourseListView(ApiView):
             course_description=data["course_description"],
             amount=price["amount"],
             currency=price["currency"],
+            capacity=data["capacity"],
+            enrollment_opens_at=data["enrollment_opens_at"],
+            enrollment_closes_at=data["enrollment_closes_at"],
+            status=data["status"],
         )
         return Response(course_data(course), status=status.HTTP_201_CREATED)
 
 
 class CourseDetailView(ApiView):
-    permission_classes = [IsAuthenticated]
+    def get_permissions(self):
+        if self.request.method == "PATCH":
+            return [IsAuthenticated(), IsAdmin()]
+        return [IsAuthenticated()]
 
     @extend_schema(
         responses={200: CourseSerializer, **ERRORS(401, 404, 503)},
         operation_id="courses_retrieve",
-        summary="One course; admins also get `enrolled_users`.",
+        summary="One course, archived ones included; admins also get `enrolled_users`.",
     )
     async def get(self, request, course_id: str):
-        # Only confirmed admins see enrolled_users; the SQL check runs only for admin tokens.
-        admin = IsAdmin()
-        is_admin = admin.has_permission(request, self) and await admin.confirm(request, self)
+        # Only confirmed admins see enrolled_users.
+        is_admin = await _is_confirmed_admin(request, self)
         course = await selectors.course_get(course_id=course_id, with_enrolled_users=is_admin)
         return Response(course_data(course, with_enrolled_users=is_admin))
+
+    @extend_schema(
+        request=CourseUpdateSerializer,
+        responses={200: CourseSerializer, **ERRORS(400, 401, 403, 404, 413, 415, 503)},
+        operation_id="courses_partial_update",
+        summary="Change a course's fields, archive or reopen it (admin only).",
+    )
+    async def patch(self, request, course_id: str):
+        data = validated(CourseUpdateSerializer, request)
+        course = await services.course_update(course_id=course_id, changes=course_changes(data))
+        return Response(course_data(course))
 
 
 class EnrollView(ApiView):
@@ -87,6 +144,7 @@ class EnrollView(ApiView):
             201: OpenApiResponse(EnrollmentSerializer, description="Enrolled."),
             200: OpenApiResponse(EnrollmentSerializer, description="Already enrolled (same one)."),
             **ERRORS(401, 404, 413, 503),
+            **_conflict(CourseArchived.code, EnrollmentClosed.code),
         },
         summary="Enroll the caller in a course (no body); 201 first time, 200 on repeats.",
     )
@@ -127,6 +185,7 @@ class AssignView(ApiView):
             201: OpenApiResponse(EnrollmentSerializer, description="Assigned."),
             200: OpenApiResponse(EnrollmentSerializer, description="Already enrolled."),
             **ERRORS(400, 401, 403, 404, 413, 415, 503),
+            **_conflict(CourseArchived.code),
         },
         summary="Assign one user to a course (admin only).",
     )
@@ -143,7 +202,11 @@ class AssignMultipleView(ApiView):
 
     @extend_schema(
         request=AssignMultipleSerializer,
-        responses={200: AssignmentReportSerializer, **ERRORS(400, 401, 403, 404, 413, 415, 503)},
+        responses={
+            200: AssignmentReportSerializer,
+            **ERRORS(400, 401, 403, 404, 413, 415, 503),
+            **_conflict(CourseArchived.code),
+        },
         summary="Assign many users to a course; returns a per-user report (admin only).",
     )
     async def post(self, request, course_id: str):

@@ -33,6 +33,13 @@ INDEXES = [
     ),
     # The catalogue, newest first.
     Index(COURSES, [("created_at", DESCENDING)], {"name": "created_at"}),
+    # The catalogue's other orderings (`?ordering=`).
+    Index(COURSES, [("course_title", ASCENDING)], {"name": "course_title"}),
+    Index(COURSES, [("enrollers", DESCENDING)], {"name": "enrollers"}),
+    # `?search=`: anchored prefixes of the case-folded title words (a multikey index).
+    Index(COURSES, [("title_words", ASCENDING)], {"name": "title_words"}),
+    # How many courses are archived: the open catalogue's count is the total minus these.
+    Index(COURSES, [("status", ASCENDING)], {"name": "status"}),
 ]
 
 

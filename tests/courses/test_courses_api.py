@@ -8,6 +8,12 @@ COURSE_KEYS = {
     "display_price",
     "enrollers",
     "created_at",
+    "capacity",
+    "seats_left",
+    "enrollment_opens_at",
+    "enrollment_closes_at",
+    "status",
+    "updated_at",
 }
 VALID = {
     "course_title": "Secure Coding",

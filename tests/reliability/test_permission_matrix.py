@@ -33,6 +33,7 @@ EXPECTED = {
     ("course-list", "GET"): AUTHENTICATED,
     ("course-list", "POST"): ADMIN,
     ("course-detail", "GET"): AUTHENTICATED,
+    ("course-detail", "PATCH"): ADMIN,
     ("course-enroll", "POST"): AUTHENTICATED,
     ("course-assign", "POST"): ADMIN,
     ("course-assign-multiple", "POST"): ADMIN,
@@ -105,6 +106,8 @@ async def _body(name: str, *, make_user, target_user_id: int) -> dict | None:
             "course_description": "",
             "display_price": {"amount": "1.00", "currency": "USD"},
         }
+    if name == "course-detail":  # PATCH (a GET sends no body)
+        return {"course_description": "Patched by the matrix."}
     if name == "course-assign":
         return {"user_id": target_user_id}
     if name == "course-assign-multiple":

@@ -15,17 +15,32 @@ CONTRACT = {
     ("/api/auth/logout/", "post"): {205, 400, 401, 413, 415, 503},
     ("/api/auth/me/", "get"): {200, 401, 503},
     ("/api/users/", "get"): {200, 401, 403, 503},
-    ("/api/courses/", "get"): {200, 401, 503},
+    # 400 for a bad ?status/?search/?ordering; 403 for ?status=archived|all from a non-admin.
+    ("/api/courses/", "get"): {200, 400, 401, 403, 503},
     ("/api/courses/", "post"): {201, 400, 401, 403, 413, 415, 503},
     ("/api/courses/{course_id}/", "get"): {200, 401, 404, 503},
-    ("/api/courses/{course_id}/enroll/", "post"): {200, 201, 401, 404, 413, 503},
-    ("/api/courses/{course_id}/assign/", "post"): {200, 201, 400, 401, 403, 404, 413, 415, 503},
+    ("/api/courses/{course_id}/", "patch"): {200, 400, 401, 403, 404, 413, 415, 503},
+    # 409: course_archived, enrollment_closed.
+    ("/api/courses/{course_id}/enroll/", "post"): {200, 201, 401, 404, 409, 413, 503},
+    ("/api/courses/{course_id}/assign/", "post"): {
+        200,
+        201,
+        400,
+        401,
+        403,
+        404,
+        409,
+        413,
+        415,
+        503,
+    },
     ("/api/courses/{course_id}/assign-multiple/", "post"): {
         200,
         400,
         401,
         403,
         404,
+        409,
         413,
         415,
         503,
@@ -34,6 +49,9 @@ CONTRACT = {
     ("/healthz", "get"): {200},
     ("/readyz", "get"): {200, 503},
 }
+
+# Open to every user, with parameter values only admins may use (403 for the others).
+ADMIN_ONLY_PARAMETER_VALUES = {("/api/courses/", "get")}
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +119,11 @@ def test_security_matches_the_permission_matrix(schema):
             level = EXPECTED[(names[route], method.upper())]
             secured = bool(operation.get("security"))
             assert secured == (level != PUBLIC), (route, method)
-            assert (403 in CONTRACT[(route, method)]) == (level == ADMIN), (route, method)
+            admin_only_values = (route, method) in ADMIN_ONLY_PARAMETER_VALUES
+            assert (403 in CONTRACT[(route, method)]) == (level == ADMIN or admin_only_values), (
+                route,
+                method,
+            )
             if level != PUBLIC:
                 assert 401 in CONTRACT[(route, method)], (route, method)
 
@@ -129,8 +151,35 @@ def test_bodies_and_shapes(schema):
         "enrollers",
         "created_at",
         "enrolled_users",
+        "capacity",
+        "seats_left",
+        "enrollment_opens_at",
+        "enrollment_closes_at",
+        "status",
+        "updated_at",
     }
     assert "enrolled_users" not in components["Course"]["required"]
+    assert components["PatchedCourseUpdateRequest"]["additionalProperties"] is False
+    assert set(components["PatchedCourseUpdateRequest"]["properties"]) == {
+        "course_title",
+        "course_description",
+        "display_price",
+        "capacity",
+        "enrollment_opens_at",
+        "enrollment_closes_at",
+        "status",
+    }
+    course_list = schema["paths"]["/api/courses/"]["get"]["parameters"]
+    ordering = next(p for p in course_list if p["name"] == "ordering")
+    assert set(ordering["schema"]["enum"]) == {
+        "created_at",
+        "-created_at",
+        "course_title",
+        "-course_title",
+        "enrollers",
+        "-enrollers",
+    }
+    assert {p["name"] for p in course_list} >= {"limit", "offset", "status", "search"}
     assert set(components["Enrollment"]["properties"]) == {
         "id",
         "user_id",

@@ -8,6 +8,7 @@ from bson import ObjectId
 from mongomock.filtering import filter_applies
 
 from standin.fastmatch import fast_match
+from standin.store import matches
 
 OID = ObjectId()
 DOCS = [
@@ -64,6 +65,34 @@ def test_fast_match_agrees_with_mongomock(filt):
         decided = fast_match(filt, doc)
         if decided is not None:
             assert decided == filter_applies(filt, doc), (filt, doc)
+
+
+MIXED = [
+    {"arr.user_id": {"$ne": 3}, "n": {"$gt": 1}},
+    {"arr.user_id": {"$ne": 1}, "n": {"$gt": 1}},
+    {"_id": OID, "none": {"$not": {"$gt": 1}}, "missing": {"$not": {"$lte": 1}}},
+    {"_id": 2, "arr.user_id": {"$nin": [1]}, "$or": [{"n": 5}, {"s": "y"}]},
+    {"s": {"$ne": "archived"}, "n": {"$not": {"$gt": 4}}},
+]
+
+
+@pytest.mark.parametrize("filt", FILTERS + MIXED, ids=str)
+def test_matches_splitting_a_filter_agrees_with_mongomock(filt):
+    for doc in DOCS:
+        assert matches(filt, doc) == filter_applies(filt, doc), (filt, doc)
+
+
+def test_a_guard_beside_other_conditions_never_walks_the_array_in_mongomock(monkeypatch):
+    """The counting write of a self-enrollment: the array guard beside the window's `$not`."""
+    handed = []
+    monkeypatch.setattr(
+        "standin.store.filter_applies", lambda f, d: handed.append(f) or filter_applies(f, d)
+    )
+    doc = {"_id": 1, "enrolled_users": [{"user_id": i} for i in range(3)], "status": "open"}
+    window = {"enrollment_opens_at": {"$not": {"$gt": 5}}, "status": {"$ne": "archived"}}
+    assert matches({"_id": 1, "enrolled_users.user_id": {"$ne": 9}, **window}, doc) is True
+    assert matches({"_id": 1, "enrolled_users.user_id": {"$ne": 2}, **window}, doc) is False
+    assert handed == [{"enrollment_opens_at": {"$not": {"$gt": 5}}}]
 
 
 def test_the_hot_path_guard_is_decided_without_mongomock():
