@@ -44,3 +44,13 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 def env_minutes(name: str, default: int) -> timedelta:
     return timedelta(minutes=env_int(name, default))
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
