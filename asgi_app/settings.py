@@ -93,8 +93,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # workers x SQL_POOL_SIZE (+ admin tools) <= the server's max_connections (README).
 SQL_POOL_SIZE = env_int("SQL_POOL_SIZE", 10)
 SQL_POOL_TIMEOUT = env_float("SQL_POOL_TIMEOUT", 5.0)
-if SQL_POOL_SIZE < 1 or SQL_POOL_TIMEOUT <= 0:
-    raise ImproperlyConfigured("SQL_POOL_SIZE must be >= 1 and SQL_POOL_TIMEOUT > 0")
+# With as many pooled connections as request threads, a thread never queues for one: this
+# bounds only the wait for PostgreSQL to accept a new connection (down: a 503 this soon).
+SQL_CONNECT_TIMEOUT = env_float("SQL_CONNECT_TIMEOUT", 2.0)
+if SQL_POOL_SIZE < 1 or SQL_POOL_TIMEOUT <= 0 or SQL_CONNECT_TIMEOUT <= 0:
+    raise ImproperlyConfigured(
+        "SQL_POOL_SIZE must be >= 1, SQL_POOL_TIMEOUT and SQL_CONNECT_TIMEOUT > 0"
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     if DATABASES["default"]["CONN_MAX_AGE"]:
         raise ImproperlyConfigured(
@@ -103,7 +108,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": min(env_int("SQL_POOL_MIN_SIZE", 1), SQL_POOL_SIZE),
         "max_size": SQL_POOL_SIZE,
-        "timeout": SQL_POOL_TIMEOUT,
+        "timeout": SQL_CONNECT_TIMEOUT,
     }
 # ATOMIC_REQUESTS stays off: Django refuses it with async views. Multi-statement
 # writes are single sync functions run through sync_to_async inside atomic().
