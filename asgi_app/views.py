@@ -38,6 +38,9 @@ def _rendered(response: Response) -> HttpResponse:
     rendered = HttpResponse(response.content, status=response.status_code)
     for header, value in response.items():
         rendered[header] = value
+    if not rendered.content:
+        # No body (205 after logout, 204): no Content-Type describing one.
+        del rendered["Content-Type"]
     rendered.cookies = response.cookies
     return rendered
 
