@@ -6,6 +6,7 @@ Admin endpoints additionally confirm in SQL that the user is still active and an
 for up to its lifetime (15 minutes by default) after a user is deactivated.
 """
 
+import threading
 import time
 from functools import cached_property
 
@@ -29,14 +30,23 @@ class ClaimsUser(TokenUser):
 # token with every request for its whole lifetime, and verifying it (base64 and JSON
 # decoding, HMAC, claim checks) is the largest cost of authentication. Same bytes, same key:
 # same verdict, so a hit skips straight to the expiry check. Bounded, oldest out first.
+# Authentication also runs on request threads (sync views such as the schema), so changes
+# take the lock: unlocked, two threads evicting the same oldest entry raised KeyError.
 _verified: dict[bytes, Token] = {}
+_verified_lock = threading.Lock()
 VERIFIED_TOKENS_MAX = 10_000
 
 
 def _remember(raw_token: bytes, token: Token) -> None:
-    _verified[raw_token] = token
-    if len(_verified) > VERIFIED_TOKENS_MAX:
-        del _verified[next(iter(_verified))]
+    with _verified_lock:
+        _verified[raw_token] = token
+        while len(_verified) > VERIFIED_TOKENS_MAX:
+            del _verified[next(iter(_verified))]
+
+
+def _forget(raw_token: bytes) -> None:
+    with _verified_lock:
+        _verified.pop(raw_token, None)
 
 
 class TokenClaimsAuthentication(JWTStatelessUserAuthentication):
@@ -47,7 +57,7 @@ class TokenClaimsAuthentication(JWTStatelessUserAuthentication):
         if token is not None:
             if token["exp"] > time.time():
                 return token
-            del _verified[raw_token]
+            _forget(raw_token)
         token = super().get_validated_token(raw_token)
         _remember(raw_token, token)
         return token

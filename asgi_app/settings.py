@@ -5,7 +5,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from asgi_app.env import env_bool, env_int, env_list, env_minutes, env_str
+from asgi_app.env import env_bool, env_float, env_int, env_list, env_minutes, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -86,6 +86,30 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
+# SQL concurrency per process: requests doing sync work (the ORM) share at most
+# SQL_POOL_SIZE request threads (asgi_app.handler), each holding at most one connection; a
+# request that waits SQL_POOL_TIMEOUT seconds for one answers 503. On PostgreSQL, psycopg's
+# pool holds those connections open across requests. Keep
+# workers x SQL_POOL_SIZE (+ admin tools) <= the server's max_connections (README).
+SQL_POOL_SIZE = env_int("SQL_POOL_SIZE", 10)
+SQL_POOL_TIMEOUT = env_float("SQL_POOL_TIMEOUT", 5.0)
+# With as many pooled connections as request threads, a thread never queues for one: this
+# bounds only the wait for PostgreSQL to accept a new connection (down: a 503 this soon).
+SQL_CONNECT_TIMEOUT = env_float("SQL_CONNECT_TIMEOUT", 2.0)
+if SQL_POOL_SIZE < 1 or SQL_POOL_TIMEOUT <= 0 or SQL_CONNECT_TIMEOUT <= 0:
+    raise ImproperlyConfigured(
+        "SQL_POOL_SIZE must be >= 1, SQL_POOL_TIMEOUT and SQL_CONNECT_TIMEOUT > 0"
+    )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    if DATABASES["default"]["CONN_MAX_AGE"]:
+        raise ImproperlyConfigured(
+            "DB_CONN_MAX_AGE must be 0 on PostgreSQL: connections are pooled (SQL_POOL_SIZE)"
+        )
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(env_int("SQL_POOL_MIN_SIZE", 1), SQL_POOL_SIZE),
+        "max_size": SQL_POOL_SIZE,
+        "timeout": SQL_CONNECT_TIMEOUT,
+    }
 # ATOMIC_REQUESTS stays off: Django refuses it with async views. Multi-statement
 # writes are single sync functions run through sync_to_async inside atomic().
 

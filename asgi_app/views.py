@@ -7,13 +7,16 @@ from functools import partial
 from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from redis.exceptions import RedisError
 from rest_framework.response import Response
 from rest_framework.views import APIView as DRFAPIView
 
+from mongo.client import get_db
 from mongo.client import ping as mongo_ping
+from mongo.indexes import enrollment_index_ready
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,9 @@ def _rendered(response: Response) -> HttpResponse:
     rendered = HttpResponse(response.content, status=response.status_code)
     for header, value in response.items():
         rendered[header] = value
+    if not rendered.content:
+        # No body (205 after logout, 204): no Content-Type describing one.
+        del rendered["Content-Type"]
     rendered.cookies = response.cookies
     return rendered
 
@@ -114,22 +120,36 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-def _sql_ping() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+def _sql_check() -> None:
+    """The users table answers and takes writes, as login and assign need: a no-op UPDATE
+    (it matches no row) in a write transaction. It fails when the table is missing (the
+    SQLite file was deleted: SQLite silently creates an empty one), the file cannot be
+    opened, or the database only reads (a read-only SQLite file, a PostgreSQL standby or a
+    read-only default transaction); `SELECT 1` passed in all of those."""
+    with transaction.atomic():
+        get_user_model().objects.filter(pk__lt=0).update(is_active=False)
+
+
+async def _mongo_check() -> str:
+    await mongo_ping()
+    return "ok" if await enrollment_index_ready(get_db()) else "index_missing"
 
 
 async def readyz(request: HttpRequest) -> JsonResponse:
-    sql_ok, mongo_ok = await asyncio.gather(
-        sync_to_async(_sql_ping)(), mongo_ping(), return_exceptions=True
+    """Ready when the requests' dependencies can serve them: SQL reads and writes the users
+    table, MongoDB answers and has the unique (course, user) enrollment index."""
+    sql, mongo = await asyncio.gather(
+        sync_to_async(_sql_check)(), _mongo_check(), return_exceptions=True
     )
+    if isinstance(sql, BaseException):
+        logger.warning("not ready: sql: %s: %s", type(sql).__name__, sql)
     checks = {
-        "sql": "ok" if sql_ok is None else "unavailable",
-        "mongodb": "ok" if mongo_ok is True else "unavailable",
+        "sql": "unavailable" if isinstance(sql, BaseException) else "ok",
+        "mongodb": "unavailable" if isinstance(mongo, BaseException) else mongo,
     }
     failed = [name for name, state in checks.items() if state != "ok"]
     if failed:
-        logger.warning("not ready: %s unavailable", ", ".join(failed))
+        logger.warning("not ready: %s", ", ".join(f"{n} {checks[n]}" for n in failed))
         return JsonResponse(
             {
                 "status": "unavailable",

@@ -1,11 +1,15 @@
 """Every MongoDB index the service relies on, declared in one place."""
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
 
 from mongo.client import unavailable_on_driver_error
+
+logger = logging.getLogger(__name__)
 
 COURSES = "courses"
 ENROLLMENTS = "enrollments"
@@ -65,3 +69,30 @@ async def ensure_indexes_once(db: Any) -> None:
         return
     with unavailable_on_driver_error():
         await ensure_indexes(db)
+
+
+async def unique_enrollment_index_exists(db: Any) -> bool:
+    """Whether the index that guards exactly-once enrollment exists, as declared."""
+    guard = INDEXES[0]
+    with unavailable_on_driver_error():
+        indexes = await db[guard.collection].index_information()
+    return any(
+        info.get("unique") and [tuple(key) for key in info["key"]] == guard.keys
+        for info in indexes.values()
+    )
+
+
+async def enrollment_index_ready(db: Any) -> bool:
+    """Readiness: the unique enrollment index exists, created here if it is missing (MongoDB
+    was down when the process started, or came back empty); False if it cannot be created
+    (duplicate pairs: see `reconcile_enrollments`). Raises ServiceUnavailable when MongoDB
+    cannot be reached."""
+    if await unique_enrollment_index_exists(db):
+        return True
+    try:
+        with unavailable_on_driver_error():
+            await ensure_indexes(db)
+    except DuplicateKeyError:
+        logger.warning("the unique enrollment index is missing: duplicate (course, user) pairs")
+        return False
+    return await unique_enrollment_index_exists(db)

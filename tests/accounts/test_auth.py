@@ -1,5 +1,6 @@
 import asyncio
 import json
+import threading
 import time
 
 import jwt
@@ -360,3 +361,52 @@ async def test_registration_conflicts_are_field_errors(api, make_user):
         "password": ["This password is too common."],
     }
     assert await _count() == 1
+
+
+async def test_logout_205_has_no_body_and_no_content_type(api, make_user):
+    await make_user(username="nina")
+    pair = (await api.post(LOGIN, json={"username": "nina", "password": PASSWORD})).json()
+    response = await api.post(LOGOUT, json={"refresh": pair["refresh"]})
+    assert response.status_code == 205
+    assert response.content == b""
+    assert "content-type" not in response.headers
+    assert response.headers.get("content-length", "0") == "0"
+
+
+def test_verified_token_cache_evicts_safely_across_threads(monkeypatch):
+    """Thread A is paused between picking the oldest entry and deleting it while thread B
+    remembers another token; unlocked, B evicted that entry first and A raised KeyError."""
+    from accounts import authentication
+
+    a_paused = threading.Event()
+    b_done = threading.Event()
+    errors: list[BaseException] = []
+
+    class PausingDict(dict):
+        def __delitem__(self, key):
+            if threading.current_thread().name == "A":
+                a_paused.set()
+                b_done.wait(timeout=2)  # with the lock, B waits for A instead
+            super().__delitem__(key)
+
+    cache = PausingDict({b"oldest": "token0"})
+    monkeypatch.setattr(authentication, "_verified", cache)
+    monkeypatch.setattr(authentication, "VERIFIED_TOKENS_MAX", 1)
+
+    def run(raw: bytes, done: threading.Event | None = None) -> None:
+        try:
+            authentication._remember(raw, "token")
+        except BaseException as exc:
+            errors.append(exc)
+        if done is not None:
+            done.set()
+
+    a = threading.Thread(target=run, args=(b"a",), name="A")
+    a.start()
+    assert a_paused.wait(timeout=30)
+    b = threading.Thread(target=run, args=(b"b", b_done), name="B")
+    b.start()
+    a.join(timeout=30)
+    b.join(timeout=30)
+    assert errors == []
+    assert list(cache) == [b"b"]

@@ -1,3 +1,8 @@
+from bson import ObjectId
+
+from mongo.indexes import unique_enrollment_index_exists
+
+
 async def test_healthz(api):
     response = await api.get("/healthz")
     assert response.status_code == 200
@@ -70,3 +75,29 @@ async def test_access_log_line_carries_the_request_id(api, settings):
     assert entry["message"] == "GET /healthz 200"
     assert entry["status"] == 200
     assert entry["duration_ms"] >= 0
+
+
+async def test_readyz_recreates_a_missing_enrollment_index(api, mongo_db):
+    # Given MongoDB lost the unique enrollment index (it came back empty), no duplicates
+    await mongo_db.enrollments.drop_index("course_user_unique")
+    assert not await unique_enrollment_index_exists(mongo_db)
+    # When readiness is probed
+    response = await api.get("/readyz")
+    # Then it put the index back and is ready
+    assert response.status_code == 200, response.text
+    assert await unique_enrollment_index_exists(mongo_db)
+
+
+async def test_readyz_fails_naming_mongodb_when_the_enrollment_index_cannot_exist(api, mongo_db):
+    # Given the unique index lost and a (course, user) pair enrolled twice meanwhile
+    await mongo_db.enrollments.drop_index("course_user_unique")
+    pair = {"course_id": ObjectId(), "user_id": 7}
+    await mongo_db.enrollments.insert_many([dict(pair), dict(pair)])
+    # When readiness is probed
+    response = await api.get("/readyz")
+    # Then it is not ready, says why, and wrote nothing
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["mongodb"]
+    assert response.json()["checks"] == {"sql": "ok", "mongodb": "index_missing"}
+    assert not await unique_enrollment_index_exists(mongo_db)
+    assert await mongo_db.enrollments.count_documents(pair) == 2

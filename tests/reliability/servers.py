@@ -99,8 +99,13 @@ NAMED_USERS = {
 
 def prepare_sqlite(path: str | Path, *, bulk: int = 0, env: dict[str, str] | None = None) -> dict:
     """Migrate a fresh SQLite file and create NAMED_USERS plus `bulk` plain users."""
+    return prepare_database(f"sqlite:///{path}", bulk=bulk, env=env)
+
+
+def prepare_database(url: str, *, bulk: int = 0, env: dict[str, str] | None = None) -> dict:
+    """Migrate the empty database at `url` and create NAMED_USERS plus `bulk` plain users."""
     spec = {"password": PASSWORD, "named": NAMED_USERS, "bulk": bulk}
-    run_env = {**(env or server_env()), "DATABASE_URL": f"sqlite:///{path}"}
+    run_env = {**(env or server_env()), "DATABASE_URL": url}
     done = subprocess.run(  # noqa: S603 - our interpreter, our script
         [sys.executable, "-c", _SEED, json.dumps(spec)],
         cwd=PROJECT_ROOT,
@@ -111,7 +116,7 @@ def prepare_sqlite(path: str | Path, *, bulk: int = 0, env: dict[str, str] | Non
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"seeding {path} failed:\n{done.stderr}")
+        raise RuntimeError(f"seeding {url} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

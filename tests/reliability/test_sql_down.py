@@ -34,6 +34,8 @@ def sql_down_server(standin_uri):
     env = server_env(
         # Nothing listens on port 1: every SQL connection attempt is refused at once.
         DATABASE_URL="postgres://postgres@127.0.0.1:1/enrollment",
+        # The pool waits this long for a connection before the 503 (default 2 s).
+        SQL_CONNECT_TIMEOUT="0.5",
         MONGODB_URI=standin_uri,
         MONGODB_DB=database,
     )
