@@ -8,7 +8,6 @@ commands run as an operator would run them.
 import asyncio
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -25,12 +24,7 @@ from tests.reliability.servers import (
     mint_access,
     server_env,
 )
-
-COURSE = {
-    "course_title": "Fire Safety",
-    "course_description": "Mandatory.",
-    "display_price": {"amount": "0.00", "currency": "USD"},
-}
+from tests.reliability.test_mongo_faults import COURSE, _wait_for
 
 
 def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -43,16 +37,6 @@ def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
         timeout=120,
         check=False,
     )
-
-
-def _wait_for(predicate, timeout: float = 20.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def _has_unique_index(mdb) -> bool:
@@ -126,7 +110,7 @@ def test_restart_without_data_file_never_duplicates_nor_writes_into_a_vanished_c
         assert client.post(f"/api/courses/{old}/enroll/", headers=stack.user).status_code == 201
 
         stack.standin = _restart_empty(stack.standin)
-        _wait_for(lambda: client.get("/readyz").status_code == 200)
+        _wait_for(lambda: client.get("/readyz").status_code == 200, timeout=20)
 
         # The remembered course is gone with the data: 404, and nothing written for it.
         some = stack.ids["bulk"][:50]
@@ -183,7 +167,7 @@ def test_duplicates_refuse_enrollment_writes_until_dedupe_restores_the_index(sql
         assert client.post(f"/api/courses/{warm}/enroll/", headers=stack.user).status_code == 201
 
         stack.standin = _restart_empty(stack.standin)
-        _wait_for(lambda: client.get("/readyz").status_code == 200)
+        _wait_for(lambda: client.get("/readyz").status_code == 200, timeout=20)
         course = client.post("/api/courses/", json=COURSE, headers=stack.admin).json()["id"]
 
         # What an unguarded window leaves: each of two users enrolled three times, and the
@@ -256,7 +240,8 @@ def test_duplicates_refuse_enrollment_writes_until_dedupe_restores_the_index(sql
                 lambda: (
                     client.post(f"/api/courses/{course}/enroll/", headers=stack.user).status_code
                     == 201
-                )
+                ),
+                timeout=20,
             )
             stored = mdb.courses.find_one({"_id": cid})
             assert stored["enrollers"] == len(stored["enrolled_users"]) == 3
