@@ -72,6 +72,8 @@ async def assignment_bulk_create(
     distinct = list(dict.fromkeys(user_ids))
     chunks = [distinct[i : i + READ_CHUNK] for i in range(0, len(distinct), READ_CHUNK)]
     admission, user_chunks, enrolled_chunks = await asyncio.gather(
+        # Fresh, not the known-course memory: this request may write thousands of
+        # enrollments, and the query runs beside the others at no extra latency.
         repository.course_admission(course_id, fresh=True),
         asyncio.gather(*(accounts.users_by_ids(ids=chunk) for chunk in chunks)),
         asyncio.gather(*(repository.enrollment_user_ids_among(course_id, c) for c in chunks)),
@@ -100,7 +102,17 @@ async def assignment_bulk_create(
         EnrolledUser(e.user_id, e.username) for e in to_insert if e.user_id not in lost_races
     ]
     if inserted:
-        enrollers = await services.enrollments_count_into_course(course_id, inserted)
+        try:
+            enrollers = await services.enrollments_count_into_course(course_id, inserted)
+        except NotFound:
+            # The course vanished between the existence check and the course update (it
+            # is the write that proves the course is there): take back what this call
+            # inserted, so nothing stays written for a course that does not exist. A crash
+            # right here leaves them behind: `reconcile_enrollments --orphans` finds them.
+            await repository.enrollment_delete_many(
+                [e.id for e in to_insert if e.user_id not in lost_races]
+            )
+            raise
     else:
         enrollers = await repository.course_enrollers(course_id)
         if enrollers is None:

@@ -5,6 +5,11 @@ transaction between them (standalone servers have none); a failure between the t
 leaves `enrollers`/`enrolled_users` short. This recomputes them. Each course is replaced
 with a compare-and-set on the values it read, and re-read if a concurrent enrollment
 changed it meanwhile, so running it on a live system does not lose enrollments.
+
+Two faults make the enrollments themselves wrong, and are repaired first, on request:
+duplicates of a (course, user) pair, written while the unique index was missing (a
+MongoDB that came back without it), and orphans, enrollments of a course that no longer
+exists (deleted behind the service, or lost by a restore).
 """
 
 from collections import Counter
@@ -61,3 +66,65 @@ async def courses_reconcile(
 ) -> list[CourseFix]:
     ids = [course_id] if course_id else await repository.course_all_ids()
     return [await course_reconcile(course_id=cid, dry_run=dry_run) for cid in ids]
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """(course_id, user_id) -> that pair's enrollment ids, oldest first; all but the first
+    are surplus."""
+
+    pairs: dict[tuple[str, int], list[str]]
+    removed: int = 0
+
+    @property
+    def surplus(self) -> list[str]:
+        return [eid for ids in self.pairs.values() for eid in ids[1:]]
+
+    def example(self) -> str:
+        (course_id, user_id), ids = next(iter(self.pairs.items()))
+        return f"course {course_id} user {user_id}: {len(ids)} enrollments"
+
+
+async def enrollments_duplicates() -> Duplicates:
+    return Duplicates(pairs=await repository.enrollment_duplicates())
+
+
+async def enrollments_dedupe(*, dry_run: bool = False) -> Duplicates:
+    """Delete all but the oldest enrollment of each duplicated pair (by enrolled_at, then
+    _id: deterministic), then create the unique index so no new duplicate can appear.
+    Run the course reconcile afterwards: the counters still count the duplicates."""
+    found = first = await enrollments_duplicates()
+    if dry_run:
+        return found
+    removed = 0
+    for _ in range(MAX_ATTEMPTS):
+        removed += await repository.enrollment_delete_many(found.surplus)
+        if await repository.enrollment_index_ensure():
+            return Duplicates(pairs=first.pairs, removed=removed)
+        # Written meanwhile by a process that still believed the index existed.
+        found = await enrollments_duplicates()
+    raise RuntimeError("Duplicates kept appearing; stop the writers and run --dedupe again.")
+
+
+@dataclass(frozen=True)
+class Orphans:
+    """Enrollments of courses that do not exist: course id -> how many."""
+
+    courses: dict[str, int]
+    removed: int = 0
+
+    @property
+    def enrollments(self) -> int:
+        return sum(self.courses.values())
+
+
+async def enrollments_orphans(*, remove: bool = False) -> Orphans:
+    """Find (and with `remove`, delete) enrollments whose course does not exist.
+
+    Course ids come from the enrollments first, then are looked up: a course is always
+    created before any enrollment names it, so one missing at the second read is gone."""
+    named = await repository.enrollment_course_ids()
+    missing = named - await repository.course_ids_existing(named)
+    counts = await repository.enrollment_count_by_course(missing)
+    removed = await repository.enrollment_delete_for_courses(missing) if remove else 0
+    return Orphans(courses=dict(sorted(counts.items())), removed=removed)

@@ -6,6 +6,7 @@ duplicate keys become return values, connection failures a 503 (`ServiceUnavaila
 """
 
 import re
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,8 +26,21 @@ from courses.documents import (
     Enrollment,
     millisecond_precision,
 )
-from mongo.client import get_collection, get_db, unavailable_on_driver_error
-from mongo.indexes import COURSES, ENROLLMENTS, ensure_indexes_once
+from mongo.client import (
+    cursor,
+    get_collection,
+    get_db,
+    on_server_change,
+    unavailable_on_driver_error,
+)
+from mongo.indexes import (
+    COURSES,
+    ENROLLMENT_UNIQUE,
+    ENROLLMENTS,
+    duplicate_keys,
+    ensure_indexes,
+    ensure_indexes_once,
+)
 
 DUPLICATE_KEY = 11000
 _LIST_PROJECTION = {"enrolled_users": 0, "title_words": 0}
@@ -144,24 +158,47 @@ async def course_get(course_id: str, *, with_enrolled_users: bool = False) -> Co
     projection = None if with_enrolled_users else _LIST_PROJECTION
     with unavailable_on_driver_error():
         doc = await get_collection(COURSES).find_one({"_id": ObjectId(course_id)}, projection)
-    return None if doc is None else _course(doc)
+    if doc is None:
+        course_forget(course_id)
+        return None
+    return _course(doc)
 
 
 # Courses are never deleted by the service, so a course seen to exist can skip the
 # existence query on the hot enroll path (one of its three round trips). Only positive
-# answers are kept, per database, oldest forgotten first beyond the bound. With each the
-# course's admission state (status, window) as last seen by this process: it lets the
-# enroll path refuse an archived or closed course without writing, but it is only a hint —
-# another process may have archived the course since — so the write that counts a
-# self-enrollment re-checks the state atomically (see `course_add_enrolled`).
-_known_courses: dict[tuple[str, str], Admission] = {}
+# answers are kept, per database, oldest forgotten first beyond the bound, each with the
+# course's admission state (status, window) as last seen by this process. That state is
+# only a hint — another process may have archived the course since — so the write that
+# counts a self-enrollment re-checks it atomically (see `course_add_enrolled`). The memory
+# is of one server and does not outlive what it remembers: a course can still vanish behind
+# the service (an operator's delete, a MongoDB restored from an older snapshot or started
+# without its data), so an entry expires after KNOWN_COURSES_TTL_SECONDS, all are
+# forgotten when the driver sees the server change, and a read that finds the course
+# missing forgets it. Writes never rely on it alone: see `enrollment_create_in_course`
+# and `assignment_bulk_create`, which take back what they wrote for a missing course.
+_known_courses: dict[tuple[str, str], tuple[float, Admission]] = {}
 KNOWN_COURSES_MAX = 10_000
+KNOWN_COURSES_TTL_SECONDS = 60.0
 
 
 def _remember_course(course_id: str, admission: Admission) -> None:
-    _known_courses[(get_db().name, course_id)] = admission
+    key = (get_db().name, course_id)
+    _known_courses.pop(key, None)  # re-inserted last: the bound drops the oldest first
+    _known_courses[key] = (time.monotonic(), admission)
     if len(_known_courses) > KNOWN_COURSES_MAX:
         del _known_courses[next(iter(_known_courses))]
+
+
+def course_forget(course_id: str) -> None:
+    """The course was found missing: stop vouching for it."""
+    _known_courses.pop((get_db().name, course_id), None)
+
+
+def courses_forget_all() -> None:
+    _known_courses.clear()
+
+
+on_server_change(courses_forget_all)
 
 
 async def course_admission(course_id: str, *, fresh: bool = False) -> Admission | None:
@@ -170,8 +207,8 @@ async def course_admission(course_id: str, *, fresh: bool = False) -> Admission 
     key = (get_db().name, course_id)
     if not fresh:
         known = _known_courses.get(key)
-        if known is not None:
-            return known
+        if known is not None and time.monotonic() - known[0] < KNOWN_COURSES_TTL_SECONDS:
+            return known[1]
     with unavailable_on_driver_error():
         doc = await get_collection(COURSES).find_one(
             {"_id": ObjectId(course_id)}, _ADMISSION_PROJECTION
@@ -246,7 +283,10 @@ async def course_update(course_id: str, changes: dict[str, Any]) -> Course | Non
 async def course_enrollers(course_id: str) -> int | None:
     with unavailable_on_driver_error():
         doc = await get_collection(COURSES).find_one({"_id": ObjectId(course_id)}, {"enrollers": 1})
-    return None if doc is None else doc["enrollers"]
+    if doc is None:
+        course_forget(course_id)
+        return None
+    return doc["enrollers"]
 
 
 def _course_filter(status: str, words: Sequence[str]) -> dict[str, Any]:
@@ -388,6 +428,7 @@ async def course_enrolled_user_ids(course_id: str) -> tuple[int, set[int]] | Non
             {"_id": ObjectId(course_id)}, {"enrollers": 1, "enrolled_users.user_id": 1}
         )
     if doc is None:
+        course_forget(course_id)
         return None
     return doc["enrollers"], {u["user_id"] for u in doc.get("enrolled_users", [])}
 
@@ -524,3 +565,95 @@ async def enrollment_users_for_course(course_id: str) -> list[EnrolledUser]:
     )
     with unavailable_on_driver_error():
         return [EnrolledUser(doc["user_id"], doc["username"]) async for doc in cursor]
+
+
+# Repairs (reconcile_enrollments): full scans, never on a request path.
+
+REPAIR_CHUNK = 1000
+
+
+async def course_ids_existing(course_ids: Iterable[str]) -> set[str]:
+    """Which of `course_ids` exist; `$in` queries of REPAIR_CHUNK ids."""
+    ids = sorted(set(course_ids))
+    found: set[str] = set()
+    for start in range(0, len(ids), REPAIR_CHUNK):
+        chunk = [ObjectId(cid) for cid in ids[start : start + REPAIR_CHUNK]]
+        cursor = get_collection(COURSES).find({"_id": {"$in": chunk}}, {"_id": 1})
+        with unavailable_on_driver_error():
+            found |= {str(doc["_id"]) async for doc in cursor}
+    return found
+
+
+async def enrollment_course_ids() -> set[str]:
+    """Every course id that some enrollment names."""
+    with unavailable_on_driver_error():
+        return {str(cid) for cid in await get_collection(ENROLLMENTS).distinct("course_id")}
+
+
+async def enrollment_count_by_course(course_ids: Iterable[str]) -> dict[str, int]:
+    ids = [ObjectId(cid) for cid in set(course_ids)]
+    if not ids:
+        return {}
+    pipeline = [
+        {"$match": {"course_id": {"$in": ids}}},
+        {"$group": {"_id": "$course_id", "n": {"$sum": 1}}},
+    ]
+    with unavailable_on_driver_error():
+        result = await cursor(get_collection(ENROLLMENTS).aggregate(pipeline))
+        return {str(doc["_id"]): doc["n"] async for doc in result}
+
+
+async def enrollment_delete_for_courses(course_ids: Iterable[str]) -> int:
+    ids = [ObjectId(cid) for cid in set(course_ids)]
+    if not ids:
+        return 0
+    with unavailable_on_driver_error():
+        result = await get_collection(ENROLLMENTS).delete_many({"course_id": {"$in": ids}})
+    return result.deleted_count
+
+
+async def enrollment_delete_many(enrollment_ids: Sequence[str]) -> int:
+    deleted = 0
+    for start in range(0, len(enrollment_ids), REPAIR_CHUNK):
+        chunk = [ObjectId(eid) for eid in enrollment_ids[start : start + REPAIR_CHUNK]]
+        with unavailable_on_driver_error():
+            result = await get_collection(ENROLLMENTS).delete_many({"_id": {"$in": chunk}})
+        deleted += result.deleted_count
+    return deleted
+
+
+async def enrollment_duplicates() -> dict[tuple[str, int], list[str]]:
+    """Every (course, user) pair with more than one enrollment: its enrollment ids, oldest
+    first (by enrolled_at, then _id, whose timestamp prefix orders equal times)."""
+    groups = await duplicate_keys(get_db(), ENROLLMENT_UNIQUE)
+    users_by_course: dict[Any, list[int]] = {}
+    for group in groups:
+        users_by_course.setdefault(group["_id"]["course_id"], []).append(group["_id"]["user_id"])
+    pairs: dict[tuple[str, int], list[str]] = {}
+    for course_id, user_ids in users_by_course.items():
+        for start in range(0, len(user_ids), REPAIR_CHUNK):
+            found = (
+                get_collection(ENROLLMENTS)
+                .find(
+                    {
+                        "course_id": course_id,
+                        "user_id": {"$in": user_ids[start : start + REPAIR_CHUNK]},
+                    },
+                    {"user_id": 1},
+                )
+                .sort([("user_id", 1), ("enrolled_at", 1), ("_id", 1)])
+            )
+            with unavailable_on_driver_error():
+                async for doc in found:
+                    pairs.setdefault((str(course_id), doc["user_id"]), []).append(str(doc["_id"]))
+    return pairs
+
+
+async def enrollment_index_ensure() -> bool:
+    """Create the indexes now; False when duplicate enrollments keep the unique one out."""
+    try:
+        with unavailable_on_driver_error():
+            await ensure_indexes(get_db())
+    except DuplicateKeyError:
+        return False
+    return True

@@ -7,8 +7,9 @@ the ASGI lifespan handler. `MONGO_DRIVER` selects PyMongo's native async client
 """
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,7 +25,18 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
     WTimeoutError,
 )
-from pymongo.monitoring import CommandListener
+from pymongo.monitoring import (
+    CommandListener,
+    ConnectionClosedEvent,
+    ConnectionClosedReason,
+    ConnectionPoolListener,
+    PoolClearedEvent,
+    ServerClosedEvent,
+    ServerDescriptionChangedEvent,
+    ServerListener,
+    ServerOpeningEvent,
+)
+from pymongo.server_type import SERVER_TYPE
 
 from common.errors import ServiceUnavailable
 
@@ -35,6 +47,90 @@ _client_loop: asyncio.AbstractEventLoop | None = None
 _databases: dict[str, Any] = {}
 _collections: dict[tuple[str, str], Any] = {}
 _listeners: list[CommandListener] = []
+_server_change_callbacks: list[Callable[[], None]] = []
+
+
+def on_server_change(callback: Callable[[], None]) -> None:
+    """Call `callback` whenever the server behind the client may have changed.
+
+    Process-level memories of what the database holds (its indexes exist, a course
+    exists) are only true of the server they were learnt from. A MongoDB restarted without
+    its data, or a failover to a member that lacks them, makes them false. The driver's
+    monitoring sees every such event: the server description changes (it went Unknown on
+    a failed heartbeat or a network error, came back, changed its role), or the pool finds
+    a pooled connection closed by the server (how a restart between two heartbeats shows
+    when the next request checks out an idle connection; the pool then silently opens a
+    new one to the new server). Callbacks run on the driver's monitoring path: they must
+    be quick and must not raise.
+    """
+    if callback not in _server_change_callbacks:
+        _server_change_callbacks.append(callback)
+
+
+def server_changed() -> None:
+    for callback in _server_change_callbacks:
+        try:
+            callback()
+        except Exception:  # a cache that cannot forget must not break the driver's monitor
+            logger.exception("server change callback %r failed", callback)
+
+
+class _ServerChangeListener(ServerListener, ConnectionPoolListener):
+    """Forwards the driver's topology and pool monitoring to `on_server_change`."""
+
+    def opened(self, event: ServerOpeningEvent) -> None:
+        pass  # a new client: `get_client` already announced it
+
+    def description_changed(self, event: ServerDescriptionChangedEvent) -> None:
+        # Round-trip times do not make descriptions differ: this fires when the server
+        # went Unknown, came back, or changed its role. Discovery (Unknown to known) is
+        # not a change by itself: whatever was known was forgotten when it went Unknown,
+        # and nothing can be learnt from a server while it is Unknown.
+        previous = event.previous_description.server_type
+        if previous != SERVER_TYPE.Unknown or event.new_description.server_type == previous:
+            server_changed()
+
+    def closed(self, event: ServerClosedEvent) -> None:
+        server_changed()
+
+    def pool_cleared(self, event: PoolClearedEvent) -> None:
+        server_changed()
+
+    def connection_closed(self, event: ConnectionClosedEvent) -> None:
+        # "error": the server closed it (or it broke); "idle"/"stale"/"poolClosed" are ours.
+        if event.reason == ConnectionClosedReason.ERROR:
+            server_changed()
+
+    # The pool's other events say nothing about the server's identity.
+    def pool_created(self, event: Any) -> None:
+        pass
+
+    def pool_ready(self, event: Any) -> None:
+        pass
+
+    def pool_closed(self, event: Any) -> None:
+        pass
+
+    def connection_created(self, event: Any) -> None:
+        pass
+
+    def connection_ready(self, event: Any) -> None:
+        pass
+
+    def connection_check_out_started(self, event: Any) -> None:
+        pass
+
+    def connection_check_out_failed(self, event: Any) -> None:
+        pass
+
+    def connection_checked_out(self, event: Any) -> None:
+        pass
+
+    def connection_checked_in(self, event: Any) -> None:
+        pass
+
+
+_server_change_listener = _ServerChangeListener()
 
 
 def _write_concern() -> WriteConcern:
@@ -54,7 +150,7 @@ def _client_options() -> dict[str, Any]:
         "socketTimeoutMS": settings.MONGODB_SOCKET_TIMEOUT_MS,
         "tz_aware": True,
         "appname": "enrollment-service",
-        "event_listeners": list(_listeners),
+        "event_listeners": [*_listeners, _server_change_listener],
     }
 
 
@@ -74,6 +170,7 @@ def get_client() -> Any:
         # A client never outlives its loop (management commands and tests run new loops).
         _client = _create_client()
         _client_loop = loop
+        server_changed()  # a new client: what an earlier one learnt is not vouched for
         _databases.clear()
         _collections.clear()
     return _client
@@ -97,6 +194,12 @@ def get_collection(name: str) -> Any:
     if collection is None:
         collection = _collections[key] = db[name]
     return collection
+
+
+async def cursor(result: Any) -> Any:
+    """The cursor of `aggregate()`/`list_indexes()`: PyMongo's async API returns it from a
+    coroutine, Motor directly."""
+    return await result if inspect.isawaitable(result) else result
 
 
 async def close_client() -> None:

@@ -1,18 +1,36 @@
-"""Every MongoDB index the service relies on, declared in one place."""
+"""Every MongoDB index the service relies on, declared in one place.
+
+The unique `(course_id, user_id)` index is what makes enrollment exactly-once, so writes
+that rely on it first make sure it exists (`ensure_indexes_once`). What this process
+knows about that is a memory of one server: it is forgotten whenever the driver sees the
+server change (a restart, possibly without its data; a failover) and after
+`INDEXES_RECHECK_SECONDS` in any case.
+"""
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from mongo.client import unavailable_on_driver_error
+from common.errors import ServiceUnavailable
+from mongo.client import cursor, get_db, on_server_change, unavailable_on_driver_error
 
 logger = logging.getLogger(__name__)
 
 COURSES = "courses"
 ENROLLMENTS = "enrollments"
+
+# An ensured index is re-verified (one no-op createIndexes) at least this often, even if
+# no server change was seen.
+INDEXES_RECHECK_SECONDS = 60.0
+# After duplicates made creating a unique index fail, writes are refused for this long
+# without asking again (a failing createIndexes scans the whole collection).
+INDEXES_RETRY_SECONDS = 5.0
+
+DEDUPE_HINT = "run `python manage.py reconcile_enrollments --dedupe`"
 
 
 @dataclass(frozen=True)
@@ -22,13 +40,15 @@ class Index:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+ENROLLMENT_UNIQUE = Index(
+    ENROLLMENTS,
+    [("course_id", ASCENDING), ("user_id", ASCENDING)],
+    {"unique": True, "name": "course_user_unique"},
+)
+
 INDEXES = [
     # The guard of "exactly once": a second enrollment of a user in a course cannot exist.
-    Index(
-        ENROLLMENTS,
-        [("course_id", ASCENDING), ("user_id", ASCENDING)],
-        {"unique": True, "name": "course_user_unique"},
-    ),
+    ENROLLMENT_UNIQUE,
     # A user's own enrollments, newest first.
     Index(
         ENROLLMENTS,
@@ -47,37 +67,147 @@ INDEXES = [
 ]
 
 
-# Databases (by name) whose indexes this process has ensured.
-_ensured: set[str] = set()
+@dataclass(frozen=True)
+class UniqueConflict:
+    """Documents that keep a unique index from being created."""
+
+    index: str
+    collection: str
+    keys: int  # distinct key values held by more than one document
+    surplus: int  # documents beyond the first of each such key value
+    example: dict[str, Any]  # one such key value
+    example_count: int
+
+    def explain(self) -> str:
+        fields = ", ".join(self.example)
+        return (
+            f"{self.collection} holds {self.keys} duplicated ({fields}) value(s) that the "
+            f"unique index {self.index} forbids ({self.surplus} surplus document(s)); for "
+            f"example {self.example} appears {self.example_count} times"
+        )
+
+
+# Database name -> monotonic time its indexes were last ensured.
+_ensured: dict[str, float] = {}
+# Database name -> monotonic time before which a failed creation is not retried.
+_failed_until: dict[str, float] = {}
+# Bumped by every server change: an ensure that started before one must not record success.
+_generation = 0
+
+
+def forget_ensured() -> None:
+    """The server may have changed: verify the indexes again before the next guarded write."""
+    global _generation
+    _generation += 1
+    _ensured.clear()
+    _failed_until.clear()
+
+
+on_server_change(forget_ensured)
 
 
 async def ensure_indexes(db: Any) -> list[str]:
-    """Create the declared indexes; idempotent (createIndexes on an existing index is a no-op)."""
+    """Create the declared indexes; idempotent (createIndexes on an existing index is a no-op).
+
+    Raises DuplicateKeyError when existing documents violate a unique index
+    (`unique_conflicts` says which).
+    """
+    generation = _generation
     created: list[str] = []
     for collection in sorted({index.collection for index in INDEXES}):
         models = [IndexModel(i.keys, **i.options) for i in INDEXES if i.collection == collection]
         created += await db[collection].create_indexes(models)
-    _ensured.add(db.name)
+    if generation == _generation:
+        _ensured[db.name] = time.monotonic()
     return created
 
 
 async def ensure_indexes_once(db: Any) -> None:
-    """Writes that rely on the unique enrollment index call this first: a set lookup once
-    the indexes exist; if MongoDB was down when the process started, the first write after
-    it returns creates them instead of inserting unguarded (a duplicate)."""
-    if db.name in _ensured:
+    """Writes that rely on the unique enrollment index call this first.
+
+    A dictionary lookup while the indexes are known to exist on this server. Otherwise
+    (the process started while MongoDB was down, the server changed since, or the memory
+    is older than INDEXES_RECHECK_SECONDS) it creates them before the write goes out, so
+    nothing is ever inserted unguarded. If they cannot be created the write is refused
+    with a 503: the database is unreachable, or duplicates already there keep the unique
+    index from being built, which needs an operator (logged with what to run).
+    """
+    now = time.monotonic()
+    ensured = _ensured.get(db.name)
+    if ensured is not None and now - ensured < INDEXES_RECHECK_SECONDS:
         return
+    if _failed_until.get(db.name, 0.0) > now:
+        raise ServiceUnavailable(_refusal())
+    try:
+        with unavailable_on_driver_error():
+            await ensure_indexes(db)
+    except DuplicateKeyError as exc:
+        _failed_until[db.name] = time.monotonic() + INDEXES_RETRY_SECONDS
+        logger.error(
+            "the unique enrollment index is missing and cannot be created because "
+            "enrollments hold duplicates (%s); enrollment writes are refused until it "
+            "exists: %s",
+            exc,
+            DEDUPE_HINT,
+        )
+        raise ServiceUnavailable(_refusal()) from exc
+
+
+def _refusal() -> str:
+    return "Enrollments are paused while the database is being repaired; try again later."
+
+
+async def enrollment_index_present() -> bool:
+    """Whether the unique (course_id, user_id) enrollment index exists on the server now;
+    False also when MongoDB cannot be asked (the caller is not ready either way)."""
+    try:
+        return await unique_enrollment_index_exists(get_db())
+    except ServiceUnavailable as exc:
+        logger.warning("cannot list the enrollment indexes: %s", exc)
+        return False
+
+
+async def duplicate_keys(db: Any, index: Index) -> list[dict[str, Any]]:
+    """The key values of `index` held by more than one document, most repeated first:
+    `{"_id": {field: value, ...}, "n": count}` each. A full scan, for repair tools only."""
+    names = [name for name, _ in index.keys]
+    pipeline = [
+        {"$group": {"_id": {name: f"${name}" for name in names}, "n": {"$sum": 1}}},
+        {"$match": {"n": {"$gt": 1}}},
+        {"$sort": {"n": -1}},
+    ]
     with unavailable_on_driver_error():
-        await ensure_indexes(db)
+        return [g async for g in await cursor(db[index.collection].aggregate(pipeline))]
+
+
+async def unique_conflicts(db: Any) -> list[UniqueConflict]:
+    """For each declared unique index, the documents that keep it from being created."""
+    conflicts = []
+    for index in INDEXES:
+        if not index.options.get("unique"):
+            continue
+        groups = await duplicate_keys(db, index)
+        if groups:
+            conflicts.append(
+                UniqueConflict(
+                    index=index.options["name"],
+                    collection=index.collection,
+                    keys=len(groups),
+                    surplus=sum(group["n"] - 1 for group in groups),
+                    example=groups[0]["_id"],
+                    example_count=groups[0]["n"],
+                )
+            )
+    return conflicts
 
 
 async def unique_enrollment_index_exists(db: Any) -> bool:
-    """Whether the index that guards exactly-once enrollment exists, as declared."""
-    guard = INDEXES[0]
+    """Whether the index that guards exactly-once enrollment exists, as declared. Raises
+    ServiceUnavailable when MongoDB cannot be asked."""
     with unavailable_on_driver_error():
-        indexes = await db[guard.collection].index_information()
+        indexes = await db[ENROLLMENT_UNIQUE.collection].index_information()
     return any(
-        info.get("unique") and [tuple(key) for key in info["key"]] == guard.keys
+        info.get("unique") and [tuple(key) for key in info["key"]] == ENROLLMENT_UNIQUE.keys
         for info in indexes.values()
     )
 
@@ -85,14 +215,14 @@ async def unique_enrollment_index_exists(db: Any) -> bool:
 async def enrollment_index_ready(db: Any) -> bool:
     """Readiness: the unique enrollment index exists, created here if it is missing (MongoDB
     was down when the process started, or came back empty); False if it cannot be created
-    (duplicate pairs: see `reconcile_enrollments`). Raises ServiceUnavailable when MongoDB
-    cannot be reached."""
+    (duplicate pairs: see `reconcile_enrollments --dedupe`). Raises ServiceUnavailable when
+    MongoDB cannot be reached."""
     if await unique_enrollment_index_exists(db):
         return True
     try:
         with unavailable_on_driver_error():
             await ensure_indexes(db)
     except DuplicateKeyError:
-        logger.warning("the unique enrollment index is missing: duplicate (course, user) pairs")
+        logger.warning("the unique enrollment index is missing: %s", DEDUPE_HINT)
         return False
     return await unique_enrollment_index_exists(db)

@@ -283,3 +283,47 @@ async def test_bulk_races_with_self_enrollment(api, admin, auth_for, create_cour
     # Every user was inserted exactly once, by exactly one of the competing requests.
     assert sorted(enrolled_by_bulk + self_created) == sorted(ids)
     assert await invariants(course["id"]) == 300
+
+
+async def test_bulk_assign_into_a_course_deleted_mid_request_takes_its_writes_back(
+    api, admin, make_user, create_course, mongo_db, settings
+):
+    """The course exists when checked and is deleted (behind the service) just as the bulk
+    insert goes out: the course update finds no course, so the request answers 404 and
+    deletes what it inserted."""
+    from bson import ObjectId
+    from pymongo import MongoClient
+    from pymongo.monitoring import CommandListener
+
+    from mongo.client import get_db, reset_client
+
+    course = await create_course()
+    users = [await make_user() for _ in range(3)]
+    uri = settings.MONGODB_URI
+
+    class DeleteCourseOnInsert(CommandListener):
+        def started(self, event):
+            if event.command_name == "insert" and event.command["insert"] == "enrollments":
+                with MongoClient(uri) as other:  # another client: a real, separate delete
+                    other[mongo_db.name].courses.delete_one({"_id": ObjectId(course["id"])})
+
+        def succeeded(self, event):
+            pass
+
+        def failed(self, event):
+            pass
+
+    await reset_client([DeleteCourseOnInsert()])
+    try:
+        response = await api.post(
+            f"/api/courses/{course['id']}/assign-multiple/",
+            json={"user_ids": [u.id for u in users]},
+            headers=admin[1],
+        )
+    finally:
+        await reset_client([])
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Course not found.", "code": "not_found"}
+    db = get_db()  # the fixture's handle belongs to the client closed above
+    assert await db.courses.count_documents({}) == 0
+    assert await db.enrollments.count_documents({}) == 0

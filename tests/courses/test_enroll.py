@@ -128,11 +128,16 @@ async def test_retried_enroll_repairs_a_course_update_that_failed(
 
 
 async def test_enroll_in_a_known_course_is_two_commands_first_time_and_on_repeat(
-    api, regular, create_course, command_log
+    api, regular, make_user, auth_for, create_course, command_log
 ):
     """The hot path: the course is known to exist, so one upsert of the enrollment (which
     also returns an existing one) and one guarded course update."""
     course = await create_course()
+    # A new client verifies the indexes on its server once, before its first enrollment.
+    warm_up = await auth_for(await make_user())
+    assert (
+        await api.post(f"/api/courses/{course['id']}/enroll/", headers=warm_up)
+    ).status_code == 201
     for expected_status in (201, 200):
         command_log.clear()
         response = await api.post(f"/api/courses/{course['id']}/enroll/", headers=regular[1])

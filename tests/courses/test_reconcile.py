@@ -128,3 +128,121 @@ async def test_retried_bulk_after_failure_then_reconcile(
     assert report["summary"]["already_enrolled"] == 3
     await reconcile_on_test_db()
     assert await invariants(course["id"]) == 5
+
+
+def _copy(course_id: str, user_id: int, at, **fields) -> dict:
+    from bson import ObjectId
+
+    return {
+        "_id": ObjectId(),
+        "user_id": user_id,
+        "username": f"user{user_id}",
+        "course_id": ObjectId(course_id),
+        "status": "active",
+        "enrolled_at": at,
+        "source": "admin",
+        "assigned_by": None,
+        **fields,
+    }
+
+
+@pytest.fixture
+async def without_unique_index(mongo_db):
+    """The enrollments collection as a MongoDB restarted without its data leaves it."""
+    await mongo_db.enrollments.drop_index("course_user_unique")
+    return mongo_db
+
+
+async def _unique_index_exists(mongo_db) -> bool:
+    from mongo.indexes import enrollment_index_present
+
+    return await enrollment_index_present()
+
+
+async def test_reconcile_refuses_to_count_duplicates_in_and_changes_nothing(
+    create_course, without_unique_index, reconcile_on_test_db
+):
+    from datetime import UTC, datetime
+
+    from bson import ObjectId
+    from django.core.management import CommandError
+
+    mongo_db = without_unique_index
+    course = await create_course()
+    now = datetime.now(UTC)
+    await mongo_db.enrollments.insert_many([_copy(course["id"], 7, now) for _ in range(3)])
+
+    with pytest.raises(CommandError) as refused:
+        await reconcile_on_test_db()
+    assert "1 (course, user) pair(s) have more than one enrollment (2 surplus" in str(refused.value)
+    assert "run with --dedupe" in str(refused.value)
+    stored = await mongo_db.courses.find_one({"_id": ObjectId(course["id"])})
+    assert stored["enrollers"] == 0
+    assert stored["enrolled_users"] == []
+    assert await mongo_db.enrollments.count_documents({}) == 3
+
+
+async def test_dedupe_keeps_the_oldest_then_repairs_counters_and_the_index(
+    create_course, without_unique_index, invariants, reconcile_on_test_db
+):
+    from datetime import UTC, datetime, timedelta
+
+    from bson import ObjectId
+
+    mongo_db = without_unique_index
+    course = await create_course()
+    other = await create_course(course_title="Other")
+    base = datetime(2025, 3, 1, tzinfo=UTC)
+    late = _copy(course["id"], 1, base + timedelta(hours=1))
+    oldest = _copy(course["id"], 1, base)
+    tie = {**_copy(course["id"], 1, base), "_id": ObjectId()}  # same time, later _id
+    single = _copy(course["id"], 2, base)
+    elsewhere = [_copy(other["id"], 1, base + timedelta(minutes=m)) for m in (5, 3)]
+    await mongo_db.enrollments.insert_many([late, tie, oldest, single, *elsewhere])
+    assert tie["_id"] > oldest["_id"]
+    await mongo_db.courses.update_one(
+        {"_id": ObjectId(course["id"])},
+        {"$set": {"enrollers": 4, "enrolled_users": [{"user_id": 1, "username": "u"}] * 4}},
+    )
+
+    dry = await reconcile_on_test_db("--dedupe", "--dry-run")
+    assert "would remove them" in dry
+    assert await mongo_db.enrollments.count_documents({}) == 6
+
+    out = await reconcile_on_test_db("--dedupe")
+    assert "2 (course, user) pair(s) have more than one enrollment (3 surplus" in out
+    assert "removed 3, kept the oldest of each" in out
+    remaining = {e["_id"] async for e in mongo_db.enrollments.find({})}
+    assert remaining == {oldest["_id"], single["_id"], elsewhere[1]["_id"]}
+    assert await invariants(course["id"]) == 2
+    assert await invariants(other["id"]) == 1
+    assert await _unique_index_exists(mongo_db)
+    assert "all consistent" in await reconcile_on_test_db()
+
+
+async def test_reconcile_reports_orphans_and_removes_them_only_when_asked(
+    api, regular, create_course, mongo_db, invariants, reconcile_on_test_db
+):
+    from datetime import UTC, datetime
+
+    from bson import ObjectId
+
+    course = await create_course()
+    await api.post(f"/api/courses/{course['id']}/enroll/", headers=regular[1])
+    gone = str(ObjectId())
+    now = datetime.now(UTC)
+    await mongo_db.enrollments.insert_many([_copy(gone, uid, now) for uid in (1, 2, 3)])
+
+    report = await reconcile_on_test_db()
+    assert f"3 orphan enrollment(s) of 1 missing course(s): {gone} (3)" in report
+    assert "run with --orphans to remove them" in report
+    assert "all consistent" not in report
+    dry = await reconcile_on_test_db("--orphans", "--dry-run")
+    assert "would remove them" in dry
+    assert await mongo_db.enrollments.count_documents({"course_id": ObjectId(gone)}) == 3
+
+    removed = await reconcile_on_test_db("--orphans")
+    assert "removed 3" in removed
+    assert await mongo_db.enrollments.count_documents({"course_id": ObjectId(gone)}) == 0
+    assert await invariants(course["id"]) == 1
+    assert "all consistent" in await reconcile_on_test_db()

@@ -63,3 +63,72 @@ async def test_mongodb_down_gives_503_quickly_not_a_hang(api, regular, mongo_dow
         "/api/auth/login/", json={"username": "alice", "password": "correct-horse-battery"}
     )
     assert login.status_code == 200
+
+
+async def test_enrollment_index_present_reports_the_unique_index(mongo_db):
+    from mongo.indexes import enrollment_index_present
+
+    assert await enrollment_index_present()
+    await mongo_db.enrollments.drop_index("course_user_unique")
+    assert not await enrollment_index_present()
+
+
+async def test_a_due_recheck_recreates_a_lost_index_before_the_write(
+    api, regular, create_course, mongo_db, invariants, monkeypatch
+):
+    from mongo import indexes
+
+    course = await create_course()
+    await mongo_db.enrollments.drop_index("course_user_unique")  # lost behind the service
+    monkeypatch.setattr(indexes, "INDEXES_RECHECK_SECONDS", 0.0)
+    response = await api.post(f"/api/courses/{course['id']}/enroll/", headers=regular[1])
+    assert response.status_code == 201
+    assert await indexes.enrollment_index_present()
+    assert await invariants(course["id"]) == 1
+
+
+async def test_a_server_change_forgets_the_ensured_indexes(mongo_db):
+    from mongo import client, indexes
+
+    await indexes.ensure_indexes(mongo_db)
+    assert mongo_db.name in indexes._ensured
+    client.server_changed()  # what the driver's monitoring calls on a restart
+    assert mongo_db.name not in indexes._ensured
+
+
+async def test_duplicates_make_enrollment_writes_503_and_write_nothing(
+    api, regular, admin, make_user, create_course, mongo_db, monkeypatch, caplog
+):
+    from datetime import UTC, datetime
+
+    from bson import ObjectId
+
+    from mongo import indexes
+
+    course = await create_course()
+    await mongo_db.enrollments.drop_index("course_user_unique")
+    pair = {"course_id": ObjectId(course["id"]), "user_id": 99, "username": "x"}
+    now = datetime.now(UTC)
+    await mongo_db.enrollments.insert_many([{**pair, "enrolled_at": now} for _ in range(2)])
+    monkeypatch.setattr(indexes, "INDEXES_RECHECK_SECONDS", 0.0)
+    other = await make_user()
+
+    enroll = await api.post(f"/api/courses/{course['id']}/enroll/", headers=regular[1])
+    assert enroll.status_code == 503
+    assert enroll.json()["code"] == "service_unavailable"
+    assert enroll.headers["Retry-After"]
+    assert "reconcile_enrollments --dedupe" in caplog.text
+    bulk = await api.post(
+        f"/api/courses/{course['id']}/assign-multiple/",
+        json={"user_ids": [other.id]},
+        headers=admin[1],
+    )
+    assert bulk.status_code == 503
+    single = await api.post(
+        f"/api/courses/{course['id']}/assign/", json={"user_id": other.id}, headers=admin[1]
+    )
+    assert single.status_code == 503
+    assert await mongo_db.enrollments.count_documents({}) == 2
+    stored = await mongo_db.courses.find_one({"_id": ObjectId(course["id"])})
+    assert stored["enrollers"] == 0
+    assert not await indexes.enrollment_index_present()
