@@ -48,4 +48,5 @@ def test_a_second_standin_on_the_same_data_file_exits_with_a_clear_message(tmp_p
 def test_a_standin_on_another_data_file_is_not_blocked(tmp_path):
     with StandinProcess(data_file=str(tmp_path / "a.bson")) as first:
         with StandinProcess(data_file=str(tmp_path / "b.bson")) as second:
-            assert first.running and second.running
+            assert first.running
+            assert second.running

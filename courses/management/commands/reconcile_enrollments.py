@@ -4,6 +4,7 @@ import re
 from django.core.management.base import BaseCommand, CommandError
 
 from common.errors import DomainError
+from courses.management.errors import command_error
 from courses.reconcile import courses_reconcile
 from mongo.client import close_client
 
@@ -33,7 +34,7 @@ class Command(BaseCommand):
         try:
             fixes = asyncio.run(run())
         except DomainError as exc:
-            raise CommandError(exc.detail) from exc
+            raise command_error(exc) from exc
         changed = [fix for fix in fixes if fix.changed]
         verb = "would fix" if dry_run else "fixed"
         for fix in changed:
