@@ -29,7 +29,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -238,19 +238,15 @@ def start_mongo(
 
 
 def run_manage(
-    *args: str,
-    env: dict[str, str],
-    stdout: int | None = None,
-    preexec_fn: Callable[[], None] | None = None,
+    *args: str, env: dict[str, str], check: bool = True, **options: Any
 ) -> subprocess.CompletedProcess[str]:
-    """`python manage.py args...` in the project root; raises CalledProcessError on failure.
-    `stdout=subprocess.PIPE` captures the output (in `.stdout`), `DEVNULL` drops it."""
+    """`python manage.py args...` in the project root, text mode; `options` go to
+    `subprocess.run` (`stdout=subprocess.PIPE`, `capture_output=True`, `timeout=`...)."""
     return subprocess.run(  # noqa: S603 - our interpreter and manage.py
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
         env=env,
-        check=True,
+        check=check,
         text=True,
-        stdout=stdout,
-        preexec_fn=preexec_fn,
+        **options,
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.stack import ROOT, free_port, port_problem
+from devstack.stack import ROOT, free_port, port_problem, run_manage
 from tests.reliability.conftest import processes
 
 pytestmark = processes
@@ -42,6 +42,10 @@ def _env(tmp_path: Path, db: Path, port: int, **extra: str) -> dict[str, str]:
 
 def _make(*args: str) -> list[str]:
     return ["make", "-s", "-C", str(ROOT), "-o", STAMP, f"PY={sys.executable}", *args]
+
+
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run_manage(*args, env=env, check=False, capture_output=True, timeout=60)
 
 
 def _group(pgid: int) -> dict[int, str]:
@@ -180,15 +184,7 @@ def test_the_admin_password_is_printed_last_and_manage_py_reaches_the_stack(
         for k, v in stack_env.items()
         if k not in {"DATABASE_URL", "MONGODB_URI", "PASSWORD_HASHERS"}
     }
-    reconcile = subprocess.run(
-        [sys.executable, "manage.py", "reconcile_enrollments", "--dry-run"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    reconcile = _manage("reconcile_enrollments", "--dry-run", env=env)
     assert reconcile.returncode == 0, reconcile.stderr
     assert "Checked 5 course(s)" in reconcile.stdout  # the seeded catalogue, in the stand-in
     shell = subprocess.run(  # noqa: S603
@@ -243,15 +239,7 @@ def test_manage_py_ignores_a_settings_file_whose_stack_is_gone(stack_env, tmp_pa
     env_file = Path(stack_env["DEVSTACK_ENV_FILE"])
     env_file.write_text("DEVSTACK_PID=999999999\nDATABASE_URL=sqlite:////nonexistent/x.db\n")
     # when a management command runs
-    done = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=ROOT,
-        env={**stack_env, "DEBUG": "1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _manage("check", env={**stack_env, "DEBUG": "1"})
     # then the file is ignored (said once), and the command's own settings apply
     assert done.returncode == 0, done.stderr
     assert "the `make run` that wrote it is gone" in done.stderr
@@ -265,15 +253,7 @@ def test_a_management_command_says_what_to_do_when_mongodb_is_unreachable(stack_
         "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "300",
         "MONGODB_CONNECT_TIMEOUT_MS": "300",
     }
-    done = subprocess.run(
-        [sys.executable, "manage.py", "reconcile_enrollments", "--dry-run"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _manage("reconcile_enrollments", "--dry-run", env=env)
     assert done.returncode == 1
     assert "try again shortly" not in done.stderr
     assert "make run" in done.stderr
