@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
-ROOT = Path(__file__).resolve().parent.parent
+from devstack import stack
+
+ROOT = stack.ROOT
 _TICKS = os.sysconf("SC_CLK_TCK")
 # Read at import, before the runner pins itself to the generator's core.
 _CPUS = sorted(os.sched_getaffinity(0))
@@ -83,12 +78,6 @@ def reset_peak_rss(pid: int) -> None:
 # Servers
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _has(module: str) -> bool:
     try:
         __import__(module)
@@ -97,68 +86,29 @@ def _has(module: str) -> bool:
     return True
 
 
-def uvicorn_command(app: str, port: int, wrapper: list[str] | None = None) -> list[str]:
-    """uvicorn with one worker, no access log, uvloop and httptools when installed."""
-    command = [sys.executable, *(wrapper or []), "-m", "uvicorn", app]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    command += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
-    command += ["--lifespan", "auto"]
+def uvicorn_options() -> list[str]:
+    """One worker, no access log, uvloop and httptools when installed."""
+    options = ["--workers", "1", "--no-access-log", "--log-level", "warning", "--lifespan", "auto"]
     if _has("uvloop"):
-        command += ["--loop", "uvloop"]
+        options += ["--loop", "uvloop"]
     if _has("httptools"):
-        command += ["--http", "httptools"]
-    return command
+        options += ["--http", "httptools"]
+    return options
 
 
-@dataclass
-class Server:
-    """One uvicorn process under test, pinned to the server core."""
+def uvicorn_command(app: str, port: int, wrapper: list[str] | None = None) -> list[str]:
+    return stack.uvicorn_command(app, port=port, options=uvicorn_options(), wrapper=wrapper or [])
 
-    name: str
-    app: str
-    env: dict[str, str]
-    log_path: Path
-    port: int = 0
-    wrapper: list[str] | None = None  # interpreter options before `-m uvicorn`
-    process: subprocess.Popen[bytes] | None = None
-    _log: IO[bytes] | None = None
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+class Server(stack.UvicornProcess):
+    """One uvicorn process under test, pinned to the server core, its output in `log_path`."""
 
-    def start(self, ready_path: str = "/healthz", timeout: float = 30.0) -> Server:
-        self.port = free_port()
-        self._log = self.log_path.open("ab")
-        command = pinned(uvicorn_command(self.app, self.port, self.wrapper), server_cpu())
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+    def __init__(self, name: str, app: str, env: dict[str, str], log_path: Path) -> None:
+        super().__init__(
+            app,
+            env,
+            options=uvicorn_options(),
+            log_path=log_path,
+            prefix=pinned([], server_cpu()),
         )
-        _wait_http(f"http://127.0.0.1:{self.port}{ready_path}", self.process, timeout)
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self._log is not None:
-            self._log.close()
-
-
-def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server did not answer {url} within {timeout}s")
+        self.name = name

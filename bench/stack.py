@@ -13,11 +13,11 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from bench import procs
 from bench.procs import ROOT, Server
+from devstack.stack import run_manage, start_mongo
 
 
 @dataclass
@@ -45,16 +45,11 @@ class Stack:
         try:
             self._start()
         except BaseException:
-            self.__exit__(None, None, None)
+            self.__exit__()
             raise
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         for server in self.servers.values():
             server.stop()
         self._exit.close()
@@ -67,7 +62,7 @@ class Stack:
         self.db_name = f"bench_{int(time.time())}"
         self._start_mongo()
         env = self.api_env()
-        _run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env)
+        run_manage("migrate", "--noinput", "-v", "0", env=env)
         seed_file = self.tmp / "seed.json"
         seed = [sys.executable, "-m", "bench.seed", "--users", str(self.users)]
         _run([*seed, "--tokens", str(self.token_users), "--out", str(seed_file)], env)
@@ -88,15 +83,12 @@ class Stack:
             server.start()
 
     def _start_mongo(self) -> None:
-        uri = os.environ.get("MONGODB_URI")
-        if uri:
-            self.mongo_uri, self.mongo_kind = uri, "MongoDB at MONGODB_URI"
+        self.mongo_uri, standin = start_mongo(self._exit, os.environ.get("MONGODB_URI"))
+        if standin is None:
+            self.mongo_kind = "MongoDB at MONGODB_URI"
             self._exit.callback(self._drop_databases)
             return
-        from standin.process import StandinProcess
-
-        standin = self._exit.enter_context(StandinProcess())
-        self.mongo_uri, self.mongo_kind, self.mongo_pid = standin.uri, "stand-in", standin.pid
+        self.mongo_kind, self.mongo_pid = "stand-in", standin.pid
         # The stand-in shares the generator's core: the server's core stays its own.
         if standin.pid is not None:
             procs.pin_pid(standin.pid, procs.client_cpu())

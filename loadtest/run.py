@@ -34,8 +34,6 @@ import json
 import os
 import resource
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,7 +51,7 @@ from pymongo import MongoClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from standin.process import StandinProcess  # noqa: E402
+from devstack.stack import UvicornProcess, run_manage, start_mongo  # noqa: E402
 
 SCENARIOS = {
     "spike": ["SpikeUser"],
@@ -114,20 +112,8 @@ class Check:
 # ------------------------------------------------------------------------------ helpers
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def manage(*args: str, env: dict[str, str]) -> None:
-    subprocess.run(  # noqa: S603
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    run_manage(*args, env=env, stdout=subprocess.DEVNULL)
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -170,20 +156,6 @@ def machine_busy_seconds() -> tuple[float, float]:
     idle = values[3] + values[4]
     total = sum(values[:8])
     return (total - idle) / CLK_TCK, total / CLK_TCK
-
-
-def wait_ready(base: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"uvicorn exited with status {server.returncode}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("server did not become ready")
 
 
 def create_courses(base: str, password: str, count: int) -> tuple[str, list[str]]:
@@ -456,12 +428,7 @@ def main() -> int:
         env["PASSWORD_HASHERS"] = cfg.hashers
 
     with ExitStack() as stack:
-        standin = None
-        if cfg.mongodb_uri:
-            env["MONGODB_URI"] = cfg.mongodb_uri
-        else:
-            standin = stack.enter_context(StandinProcess(data_file=None))
-            env["MONGODB_URI"] = standin.uri
+        env["MONGODB_URI"], standin = start_mongo(stack, cfg.mongodb_uri)
         print(f"loadtest: MongoDB at {env['MONGODB_URI']} (db {env['MONGODB_DB']})", flush=True)
 
         manage("migrate", "--noinput", env=env)
@@ -485,43 +452,15 @@ def main() -> int:
         else:
             cohort_file.write_text("[]")
 
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        server_log = (tmp / "server.log").open("wb")
-        server = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "asgi_app.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(cfg.workers),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=server_log,
-            stderr=subprocess.STDOUT,
+        server = UvicornProcess(
+            "asgi_app.asgi:application",
+            env,
+            options=["--workers", str(cfg.workers), "--no-access-log", "--log-level", "warning"],
+            log_path=tmp / "server.log",
         )
-
-        def stop_server() -> None:
-            if server.poll() is None:
-                server.send_signal(signal.SIGTERM)
-                try:
-                    server.wait(20)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait()
-            server_log.close()
-
-        stack.callback(stop_server)
-        wait_ready(base, server)
+        base = server.url
+        stack.callback(server.stop, timeout=20)
+        server.start(ready_path="/readyz", timeout=60)
         hot, assign_courses = create_courses(base, admin_password, cfg.catalogue)
         print(f"loadtest: server {base} ({cfg.workers} workers), hot course {hot}", flush=True)
 
@@ -572,7 +511,7 @@ def main() -> int:
         mongo_cpu = tree_cpu(standin.pid if standin else None) - mongo0
         busy1, total1 = machine_busy_seconds()
         facts["locust_exit_status"] = locust_rc
-        stop_server()
+        server.stop(timeout=20)
 
         stats = read_stats(prefix)
         aggregated = next((r for r in stats if r["Name"] == "Aggregated"), None)

@@ -9,7 +9,7 @@ from types import FrameType
 
 from .engine import SERVER_VERSION, Engine
 from .server import StandinServer
-from .snapshot import Snapshotter, load_snapshot
+from .snapshot import DataFileLocked, Snapshotter, load_snapshot, lock_data_file
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine()
     snapshotter = None
     if args.data_file:
+        try:
+            lock_data_file(args.data_file)  # held until this process exits
+        except (DataFileLocked, OSError) as exc:
+            print(f"standin: {exc}", file=sys.stderr)
+            return 3
         try:
             loaded = load_snapshot(engine, args.data_file)
         except (OSError, ValueError) as exc:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -38,6 +39,7 @@ class StandinProcess:
         snapshot_interval: float | None = None,
         start_timeout: float = 15.0,
         keep_log: bool = False,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -45,6 +47,7 @@ class StandinProcess:
         self.snapshot_interval = snapshot_interval
         self.start_timeout = start_timeout
         self.keep_log = keep_log  # else the output file is deleted once the process is gone
+        self.preexec_fn = preexec_fn  # run in the child before exec (e.g. PR_SET_PDEATHSIG)
         self.log_path: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -64,7 +67,12 @@ class StandinProcess:
         env = {**os.environ, "PYTHONPATH": _pythonpath()}
         # A file, not a pipe: nobody drains a pipe, and a full pipe would block the server.
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            command, stdout=log_fd, stderr=subprocess.STDOUT, cwd=_PROJECT_ROOT, env=env
+            command,
+            stdout=log_fd,
+            stderr=subprocess.STDOUT,
+            cwd=_PROJECT_ROOT,
+            env=env,
+            preexec_fn=self.preexec_fn,
         )
         os.close(log_fd)
         try:

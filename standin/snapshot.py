@@ -8,10 +8,15 @@ and moved over the data file with ``os.replace``, so the file is always a comple
 Durability: state is saved every ``interval`` seconds when something changed, and on clean
 shutdown (SIGTERM/SIGINT/``shutdown`` command).  A SIGKILL or crash loses the writes made since
 the last periodic snapshot — at most ``interval`` seconds of work.
+
+One server per data file: ``lock_data_file`` takes an exclusive ``flock`` on ``<file>.lock``
+for the life of the process, so a second stand-in on the same file refuses to start instead
+of overwriting the first one's snapshots (and the writes it confirmed) with its own.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 import threading
@@ -27,6 +32,35 @@ FORMAT = "mongo-standin-snapshot"
 VERSION = 1
 
 CollectionDump = tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]
+
+
+class DataFileLocked(RuntimeError):
+    """Another process holds the data file's lock."""
+
+
+def lock_data_file(path: str) -> int:
+    """Lock `path` for this process, or raise DataFileLocked naming the holder.
+
+    The lock is on a sidecar ``<path>.lock``: snapshots replace the data file itself, so a
+    lock on it would not outlive the first snapshot. Returns the lock file's descriptor; the
+    lock lasts while it stays open (the kernel drops it when the process exits, however).
+    """
+    lock_path = f"{path}.lock"
+    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DataFileLocked(
+            f"{path} is in use by another stand-in (pid {holder}); two servers on one data "
+            "file would overwrite each other's writes. Stop that one first, or give this one "
+            "another --data-file."
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 def write_snapshot(path: str, collections: list[CollectionDump]) -> None:

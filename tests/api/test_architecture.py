@@ -35,7 +35,7 @@ def test_no_driver_imports_outside_the_mongo_layer(module):
 
 
 PRODUCT = ("asgi_app", "accounts", "common", "courses", "mongo")
-TOOLING = {"standin", "bench", "loadtest", "tests", "mockupdb", "mongomock"}
+TOOLING = {"standin", "devstack", "bench", "loadtest", "tests", "mockupdb", "mongomock"}
 
 
 def _product_modules():

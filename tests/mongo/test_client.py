@@ -1,24 +1,18 @@
 import inspect
-import socket
 import time
 
 import pytest
 
+from devstack.stack import free_port
 from mongo.client import get_db, reset_client
 from mongo.indexes import INDEXES, ensure_indexes
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
 async def mongo_down(settings):
     """Point the service at a port where nothing listens, with short timeouts."""
     saved = settings.MONGODB_URI
-    settings.MONGODB_URI = f"mongodb://127.0.0.1:{_free_port()}/?directConnection=true"
+    settings.MONGODB_URI = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
     settings.MONGODB_SERVER_SELECTION_TIMEOUT_MS = 300
     settings.MONGODB_CONNECT_TIMEOUT_MS = 300
     await reset_client()

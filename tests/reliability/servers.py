@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from devstack.stack import ROOT, UvicornProcess
+
+PROJECT_ROOT = ROOT
 # The production-like servers started here sign with this key (DEBUG is off for them).
 SECRET_KEY = "reliability-tests-signing-key-" + "x" * 34
 PASSWORD = "Correct-Horse-Battery-9"
@@ -38,12 +36,6 @@ _SCRUB = (
     "CORS_ALLOWED_ORIGINS",
     "BENCH_ENDPOINTS",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_env(**overrides: str) -> dict[str, str]:
@@ -150,79 +142,12 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-class UvicornServer:
-    """`uvicorn asgi_app.asgi:application` on a free port; output kept in a log file."""
+class UvicornServer(UvicornProcess):
+    """`uvicorn asgi_app.asgi:application` on a free port; output kept in a temporary log."""
 
     def __init__(self, env: dict[str, str], *, port: int | None = None, workers: int = 1) -> None:
-        self.env = env
-        self.port = port or free_port()
+        options = ["--timeout-graceful-shutdown", "20"]
+        if workers > 1:
+            options += ["--workers", str(workers)]
+        super().__init__("asgi_app.asgi:application", env, port=port, options=options)
         self.workers = workers
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path: str | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, *, ready_path: str = "/healthz", timeout: float = 30.0) -> UvicornServer:
-        log_fd, self.log_path = tempfile.mkstemp(prefix="uvicorn-", suffix=".log")
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "asgi_app.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--timeout-graceful-shutdown",
-            "20",
-        ]
-        if self.workers > 1:
-            command += ["--workers", str(self.workers)]
-        self.process = subprocess.Popen(  # noqa: S603 - our interpreter and app
-            command, cwd=PROJECT_ROOT, env=self.env, stdout=log_fd, stderr=subprocess.STDOUT
-        )
-        os.close(log_fd)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + ready_path, timeout=2).status_code < 500:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"uvicorn did not become ready:\n{self.log()}")
-            time.sleep(0.1)
-
-    def log(self) -> str:
-        if not self.log_path or not os.path.exists(self.log_path):
-            return ""
-        return Path(self.log_path).read_text(errors="replace")
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        """SIGTERM: uvicorn's graceful shutdown (in-flight requests finish, lifespan runs)."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def __enter__(self) -> UvicornServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            try:
-                self.terminate(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if self.log_path and os.path.exists(self.log_path):
-            os.unlink(self.log_path)

@@ -11,13 +11,13 @@ import httpx
 from bson import ObjectId
 from pymongo import MongoClient
 
+from devstack.stack import free_port
 from standin.process import StandinProcess
 from tests.reliability.conftest import processes
 from tests.reliability.servers import (
     PROJECT_ROOT,
     UvicornServer,
     bearer,
-    free_port,
     mint_access,
     server_env,
 )

@@ -4,6 +4,7 @@ import re
 from django.core.management.base import BaseCommand, CommandError
 
 from common.errors import DomainError
+from courses.management.errors import command_error
 from courses.reconcile import (
     courses_reconcile,
     enrollments_dedupe,
@@ -60,7 +61,7 @@ class Command(BaseCommand):
         try:
             duplicates, lost, fixes = asyncio.run(run())
         except DomainError as exc:
-            raise CommandError(exc.detail) from exc
+            raise command_error(exc) from exc
         if duplicates.pairs:
             summary = (
                 f"{len(duplicates.pairs)} (course, user) pair(s) have more than one "

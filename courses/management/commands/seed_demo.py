@@ -6,7 +6,9 @@ from asgiref.sync import sync_to_async
 from django.core.management.base import BaseCommand
 
 from accounts.models import User
+from common.errors import DomainError
 from courses import repository, services
+from courses.management.errors import command_error
 from mongo.client import close_client, get_db
 from mongo.indexes import ensure_indexes
 
@@ -63,20 +65,23 @@ class Command(BaseCommand):
             finally:
                 await close_client()
 
-        seeded, admin_password = asyncio.run(run())
+        try:
+            seeded, admin_password = asyncio.run(run())
+        except DomainError as exc:
+            raise command_error(exc) from exc
         if not seeded:
             self.stdout.write("Catalogue not empty; demo data not needed.")
             return
-        if admin_password:
-            self.stdout.write(
-                self.style.WARNING(
-                    f"Demo admin created: username 'admin', password '{admin_password}' "
-                    "(shown once; change it or create your own with `make superuser`)."
-                )
-            )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready: users {', '.join(DEMO_USERS)} (password '{DEMO_PASSWORD}'), "
                 f"{len(DEMO_COURSES)} courses."
             )
         )
+        if admin_password:  # last, where it is seen
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Demo admin created: username 'admin', password '{admin_password}' "
+                    '(shown once; reset it with `make manage ARGS="changepassword admin"`).'
+                )
+            )
