@@ -37,6 +37,7 @@ _SCRUB = (
     "JWT_SIGNING_KEY",
     "CORS_ALLOWED_ORIGINS",
     "BENCH_ENDPOINTS",
+    "TRUSTED_PROXIES",
 )
 
 
@@ -146,7 +147,8 @@ def bearer(token: str) -> dict[str, str]:
 
 
 class UvicornServer:
-    """`uvicorn asgi_app.asgi:application` on a free port; output kept in a log file."""
+    """`python -m asgi_app.serve` (uvicorn, production limits) on a free port; output kept
+    in a log file."""
 
     def __init__(self, env: dict[str, str], *, port: int | None = None, workers: int = 1) -> None:
         self.env = env
@@ -161,22 +163,17 @@ class UvicornServer:
 
     def start(self, *, ready_path: str = "/healthz", timeout: float = 30.0) -> UvicornServer:
         log_fd, self.log_path = tempfile.mkstemp(prefix="uvicorn-", suffix=".log")
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "asgi_app.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--timeout-graceful-shutdown",
-            "20",
-        ]
-        if self.workers > 1:
-            command += ["--workers", str(self.workers)]
+        # The production server definition (asgi_app.serve), its limits from the env.
+        command = [sys.executable, "-m", "asgi_app.serve"]
+        env = {
+            "GRACEFUL_SHUTDOWN_TIMEOUT": "20",
+            **self.env,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": str(self.workers),
+        }
         self.process = subprocess.Popen(  # noqa: S603 - our interpreter and app
-            command, cwd=PROJECT_ROOT, env=self.env, stdout=log_fd, stderr=subprocess.STDOUT
+            command, cwd=PROJECT_ROOT, env=env, stdout=log_fd, stderr=subprocess.STDOUT
         )
         os.close(log_fd)
         deadline = time.monotonic() + timeout
