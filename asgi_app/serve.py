@@ -79,11 +79,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a size limit and a deadline for the request head.
 
     The head of a request (request line and headers) must arrive within
-    `header_timeout` seconds of the connection (first request) or of the read that brought
-    its first bytes (later ones), and be at most `max_head_bytes` long. Bytes are counted as they arrive, before the
-    parser pieces a header together, so the parser never holds more than the limit plus
-    one read; the exact size is checked again when the head is complete. Over the limit:
-    431 and the connection closes; too slow: 408 and the connection closes.
+    `header_timeout` seconds of the connection (first request) or of the read that
+    brought its first bytes (later ones), and be at most `max_head_bytes` long. Bytes are
+    counted as they arrive, before the parser pieces a header together, so the parser
+    never holds more than the limit plus one read; the exact size is checked again when
+    the head is complete. Over the limit: 431 and the connection closes; too slow: 408
+    and the connection closes.
 
     Idle keep-alive connections are uvicorn's `timeout_keep_alive`; the body's deadline
     is the application's (asgi_app.limits).
@@ -190,7 +191,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         else:
             detail = f"Request head not received within {self._head_timeout} s."
             code = "header_timeout"
-        client = "%s:%d" % self.client if self.client else "-"
+        client = "{}:{}".format(*self.client) if self.client else "-"
         self.logger.warning("%s refused with %d: %s", client, status, detail)
         body = orjson.dumps({"detail": detail, "code": code})
         content = [STATUS_LINE[status]]

@@ -37,18 +37,10 @@ def main() -> int:
             print(f"MongoDB stand-in (development only) at {standin.uri}", flush=True)
         _run("manage.py", "migrate", "--noinput", env=env)
         _run("manage.py", "seed_demo", "--if-empty", env=env)
-        port = env.get("PORT", "8000")
-        server = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "asgi_app.asgi:application",
-                "--host",
-                env.get("HOST", "127.0.0.1"),
-                "--port",
-                port,
-            ],
+        server = subprocess.Popen(
+            # The production server definition and its limits (HOST, PORT and the rest
+            # from the environment: see asgi_app/serve.py).
+            [sys.executable, "-m", "asgi_app.serve"],
             cwd=ROOT,
             env=env,
         )
