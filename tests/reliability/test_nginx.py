@@ -26,8 +26,11 @@ from tests.reliability.servers import PROJECT_ROOT, UvicornServer, free_port, se
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 TEMPLATE = PROJECT_ROOT / "deploy" / "nginx" / "default.conf.template"
 KIB = 1024
+# .ci/run installs nginx and sets REQUIRE_NGINX=1: there, a missing nginx fails, never skips.
+REQUIRED = os.environ.get("REQUIRE_NGINX") == "1"
 needs_nginx = pytest.mark.skipif(
-    NGINX is None, reason="needs Debian's nginx (apt-get install nginx-light; .ci/run does)"
+    NGINX is None and not REQUIRED,
+    reason="needs Debian's nginx (apt-get install nginx-light; .ci/run does)",
 )
 pytestmark = [processes, needs_nginx]
 
@@ -118,6 +121,8 @@ def front_door(sqlite_template, standin_uri, tmp_path_factory):
     """nginx → uvicorn, the API trusting forwarded headers from nginx (127.0.0.1) only."""
     if ON_POSTGRES:
         pytest.skip("process-level test: runs once, in the SQLite pass of CI")
+    if NGINX is None:
+        pytest.fail("REQUIRE_NGINX=1 but nginx is not installed")
     path, _ = sqlite_template
     base = tmp_path_factory.mktemp("front-door")
     db = base / "db.sqlite3"
