@@ -1,4 +1,4 @@
-"""How the API is served: `python -m asgi_app.serve [module:app]`.
+"""How the API is served: `python -m asgi_app.serve [module:app] [--host --port --workers]`.
 
 The one definition of the production HTTP server, used by the Docker image, compose and
 the development launcher. It runs uvicorn (uvloop, httptools) with the limits a server
@@ -26,8 +26,8 @@ header together from many reads costs time quadratic in its size (a 100 MB heade
 
 from __future__ import annotations
 
+import argparse
 import logging
-import sys
 from dataclasses import dataclass
 from functools import cache
 
@@ -236,10 +236,27 @@ def uvicorn_options() -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) > 1 or (args and args[0].startswith("-")):
-        raise SystemExit(__doc__)
-    uvicorn.run(args[0] if args else DEFAULT_APP, **uvicorn_options())
+    parser = argparse.ArgumentParser(
+        prog="python -m asgi_app.serve",
+        description="Serve the API with production limits (read from the environment; "
+        "see asgi_app/serve.py). The options override HOST, PORT, WEB_CONCURRENCY and "
+        "SERVER_LOG_LEVEL.",
+    )
+    parser.add_argument("app", nargs="?", default=DEFAULT_APP, help=f"default {DEFAULT_APP}")
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--log-level")
+    args = parser.parse_args(argv)
+    options = uvicorn_options()
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "log_level": args.log_level,
+    }
+    options.update({name: value for name, value in overrides.items() if value is not None})
+    uvicorn.run(args.app, **options)
 
 
 if __name__ == "__main__":
