@@ -7,6 +7,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+import httpx
+
 # Generous: the servers' timeouts in these tests are 2 s, the machine may be busy.
 PATIENCE = 30.0
 
@@ -105,3 +107,21 @@ def huge_header_request(size: int, chunk: int = 64 * 1024) -> list[bytes]:
     pieces += [b"a" * min(chunk, size - done) for done in range(0, size, chunk)]
     pieces.append(b"\r\n\r\n")
     return pieces
+
+
+def spoofed_forwarding(base_url: str) -> tuple[dict, list[int]]:
+    """A client lying in forwarded headers: the headers of `/healthz` asked with
+    `X-Forwarded-Proto: https`, and the statuses of five registrations (throttled per IP)
+    each claiming another address in `X-Forwarded-For` and `Forwarded`."""
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        https = client.get("/healthz", headers={"X-Forwarded-Proto": "https"})
+        assert https.status_code == 200
+        statuses = [
+            client.post(
+                "/api/auth/register/",
+                json={},
+                headers={"X-Forwarded-For": f"203.0.113.{n}", "Forwarded": f"for=10.0.0.{n}"},
+            ).status_code
+            for n in range(5)
+        ]
+    return dict(https.headers), statuses
