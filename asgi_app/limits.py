@@ -1,4 +1,4 @@
-"""Request body size limit, enforced in ASGI before Django reads (and spools) a body.
+"""Request body size and time limits, enforced in ASGI before Django reads (and spools) a body.
 
 Django's ASGI handler reads the whole body before routing, so a limit inside Django comes
 too late to protect memory and disk. This middleware answers `413 {"detail": ...}` when the
@@ -7,8 +7,14 @@ the bytes of streamed (chunked) bodies as they arrive, stopping at the first chu
 
 The limit is `MAX_BODY_BYTES` (1 MiB by default), and `MAX_ASSIGN_BODY_BYTES` (4 MiB) for
 bulk assignment, whose list of up to ASSIGN_MAX_USERS ids is legitimately larger.
+
+A body must also arrive whole within `HTTP_BODY_TIMEOUT` seconds (15 by default) of the
+request's head: a client that trickles it gets `408` and the connection closes, instead of
+holding a connection and a request slot for as long as it likes. The head's own size and
+deadline are the server's (asgi_app.serve).
 """
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -25,6 +31,10 @@ _ASSIGN_MULTIPLE = re.compile(r"^/api/courses/[0-9a-fA-F]{24}/assign-multiple/$"
 
 
 class _BodyTooLarge(Exception):
+    pass
+
+
+class _BodyTooSlow(Exception):
     pass
 
 
@@ -52,19 +62,38 @@ class BodySizeLimitMiddleware:
         limit = body_limit_for(scope.get("path", ""))
         declared = _header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            await self._reject(scope, send, limit)
+            await self._reject(scope, send, 413, _too_large(limit))
+            return
+        if (
+            declared in (None, b"0")
+            and scope.get("http_version") in ("1.1", "1.0")
+            and _header(scope, b"transfer-encoding") is None
+        ):
+            # HTTP/1: no length and not chunked means no body (RFC 9112 6.3), nothing to
+            # wait for: uvicorn answers the first receive at once.
+            await self.app(scope, receive, send)
             return
 
         received = 0
+        body_complete = False
         response_started = False
+        timeout = settings.HTTP_BODY_TIMEOUT
+        deadline = asyncio.get_running_loop().time() + timeout
 
         async def limited_receive():
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_complete
+            if body_complete:  # Django listening for a disconnect while the view runs
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise _BodyTooSlow from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise _BodyTooLarge
+                body_complete = not message.get("more_body", False)
             return message
 
         async def tracking_send(message):
@@ -75,31 +104,28 @@ class BodySizeLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
+        except (_BodyTooLarge, _BodyTooSlow) as exc:
             # Django reads the whole body before it starts a response, so none has started.
             if response_started:
                 raise
-            await self._reject(scope, send, limit)
+            if isinstance(exc, _BodyTooLarge):
+                await self._reject(scope, send, 413, _too_large(limit))
+            else:
+                await self._reject(scope, send, 408, _too_slow(timeout, received))
 
-    async def _reject(self, scope, send, limit: int) -> None:
+    async def _reject(self, scope, send, status: int, problem: tuple[str, str, str]) -> None:
+        log_line, detail, code = problem
         request_id = request_id_for((_header(scope, b"x-request-id") or b"").decode("latin-1"))
         token = request_id_var.set(request_id)
         try:
-            logger.warning(
-                "request body over %d bytes refused: %s %s",
-                limit,
-                scope.get("method"),
-                scope.get("path"),
-            )
+            logger.warning("%s: %s %s", log_line, scope.get("method"), scope.get("path"))
         finally:
             request_id_var.reset(token)
-        body = orjson.dumps(
-            {"detail": f"Request body too large (limit {limit} bytes).", "code": "too_large"}
-        )
+        body = orjson.dumps({"detail": detail, "code": code})
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
@@ -111,3 +137,19 @@ class BodySizeLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _too_large(limit: int) -> tuple[str, str, str]:
+    return (
+        f"request body over {limit} bytes refused",
+        f"Request body too large (limit {limit} bytes).",
+        "too_large",
+    )
+
+
+def _too_slow(timeout: int, received: int) -> tuple[str, str, str]:
+    return (
+        f"request body not received within {timeout} s ({received} bytes came)",
+        f"Request body not received within {timeout} s.",
+        "body_timeout",
+    )

@@ -228,12 +228,16 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=False)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# No SECURE_PROXY_SSL_HEADER: Django would believe any client's X-Forwarded-Proto. The
+# server (asgi_app.serve) takes the scheme and client address from X-Forwarded-Proto/-For
+# only when the peer is one of TRUSTED_PROXIES, and Django reads the scheme from the scope.
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 # Body limits, enforced before Django reads a body by asgi_app.limits (answers 413).
 MAX_BODY_BYTES = env_int("MAX_BODY_BYTES", 1024 * 1024)
 MAX_ASSIGN_BODY_BYTES = env_int("MAX_ASSIGN_BODY_BYTES", 4 * 1024 * 1024)
+# A body must arrive whole within this many seconds of its request's head, or 408.
+HTTP_BODY_TIMEOUT = env_int("HTTP_BODY_TIMEOUT", 15)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(MAX_BODY_BYTES, MAX_ASSIGN_BODY_BYTES)
 
 # CORS is off unless origins are configured (django-cors-headers); the middleware is only

@@ -78,22 +78,10 @@ def reset_peak_rss(pid: int) -> None:
 # Servers
 
 
-def _has(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
-
-
 def uvicorn_options() -> list[str]:
-    """One worker, no access log, uvloop and httptools when installed."""
-    options = ["--workers", "1", "--no-access-log", "--log-level", "warning", "--lifespan", "auto"]
-    if _has("uvloop"):
-        options += ["--loop", "uvloop"]
-    if _has("httptools"):
-        options += ["--http", "httptools"]
-    return options
+    """One worker, quiet; `asgi_app.serve` already runs uvloop, httptools (guarded), no
+    access log and the lifespan."""
+    return ["--workers", "1", "--log-level", "warning"]
 
 
 def uvicorn_command(app: str, port: int, wrapper: list[str] | None = None) -> list[str]:

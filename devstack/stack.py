@@ -94,13 +94,16 @@ def uvicorn_command(
     options: Sequence[str] = (),
     wrapper: Sequence[str] = (),
 ) -> list[str]:
-    """`python [wrapper] -m uvicorn app --host --port [options]` with this interpreter."""
-    command = [sys.executable, *wrapper, "-m", "uvicorn", app]
+    """`python [wrapper] -m asgi_app.serve app --host --port [options]` with this interpreter:
+    the production server definition (uvicorn with its head, body and timeout limits, read
+    from the environment; `options` may be `--workers` and `--log-level`)."""
+    command = [sys.executable, *wrapper, "-m", "asgi_app.serve", app]
     return [*command, "--host", host, "--port", str(port), *options]
 
 
 class UvicornProcess:
-    """uvicorn serving `app` in a subprocess; `start()` returns once it answers `ready_path`.
+    """`asgi_app.serve` (uvicorn) serving `app` in a subprocess; `start()` returns once it
+    answers `ready_path`.
 
     Output goes to `log_path` (appended, kept), to a temporary file (deleted when the server
     is stopped) or, with `capture=False`, to this process's own stdout/stderr.
@@ -194,7 +197,7 @@ class UvicornProcess:
             self.process.wait()
         self._close_log()
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 25.0) -> None:
         """SIGTERM, SIGKILL after `timeout`; then the temporary log goes."""
         if self.process is not None and self.process.poll() is None:
             try:

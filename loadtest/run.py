@@ -455,7 +455,7 @@ def main() -> int:
         server = UvicornProcess(
             "asgi_app.asgi:application",
             env,
-            options=["--workers", str(cfg.workers), "--no-access-log", "--log-level", "warning"],
+            options=["--workers", str(cfg.workers), "--log-level", "warning"],
             log_path=tmp / "server.log",
         )
         base = server.url

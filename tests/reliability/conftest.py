@@ -44,7 +44,8 @@ def standin_uri(mongo_server):
 
 @pytest.fixture(scope="session")
 def prod_server(sqlite_template, standin_uri, tmp_path_factory):
-    """DEBUG off, a real SECRET_KEY, CORS configured for one origin, HSTS on."""
+    """DEBUG off, a real SECRET_KEY, CORS configured for one origin, HSTS on, behind a
+    trusted proxy (the tests) at 127.0.0.1."""
     if ON_POSTGRES:
         pytest.skip("process-level test: runs once, in the SQLite pass of CI")
     path, ids = sqlite_template
@@ -56,6 +57,7 @@ def prod_server(sqlite_template, standin_uri, tmp_path_factory):
         MONGODB_DB=f"prod_{uuid.uuid4().hex[:8]}",
         CORS_ALLOWED_ORIGINS="https://app.example.com",
         SECURE_HSTS_SECONDS="3600",
+        TRUSTED_PROXIES="127.0.0.1",  # the tests play the proxy
     )
     with UvicornServer(env) as server:
         server.ids = ids

@@ -7,6 +7,11 @@ user and as an admin (tokens from `/api/auth/login/`). Checks: no 5xx, status co
 content types and bodies conform to the schema. The figures come from the server's own
 access log, so they count what the server saw, not what the fuzzer meant to send.
 
+Then probes what the schema cannot express, on raw sockets: heads from 8 KiB to 10 MiB
+(431 over 16 KiB, the server serving on), a head and a body that trickle, a connection
+that sends nothing (closed after the 3 s timeouts the server gets here). Any 5xx, or a
+connection the server leaves open, fails the run.
+
     python -m tests.reliability.fuzz [--max-examples N] [--seed S] [--json FILE]
 
 Exits non-zero on any schemathesis failure or any 5xx.
@@ -26,6 +31,7 @@ from pathlib import Path
 import httpx
 
 from standin.process import StandinProcess
+from tests.reliability import rawhttp
 from tests.reliability.servers import (
     PASSWORD,
     UvicornServer,
@@ -115,6 +121,56 @@ def _schemathesis(url: str, *, profile: str, token: str | None, args, env, cwd: 
     return done.returncode
 
 
+KIB = 1024
+PROBE_TIMEOUT = "3"  # the server's head and body timeouts during the fuzz run
+
+
+def _head_probe(port: int, size: int) -> str:
+    with rawhttp.connect(port) as sock:
+        for piece in rawhttp.huge_header_request(size):
+            if not rawhttp.send_quietly(sock, piece):
+                break
+        reply = rawhttp.read_response(sock) if size < 16 * KIB else rawhttp.read_until_closed(sock)
+    return str(reply.status) if reply.status else "closed"
+
+
+def _slow_probe(port: int, first_bytes: bytes) -> str:
+    with rawhttp.connect(port) as sock:
+        sock.sendall(first_bytes)
+        reply = rawhttp.read_until_closed(sock)
+    if not reply.closed:
+        return "left open"
+    return str(reply.status) if reply.status else "closed"
+
+
+def _abuse_probes(port: int) -> dict[str, str]:
+    """What each probe got (a status, "closed" or "left open"), and /healthz after it."""
+    results = {}
+    for size in (8 * KIB, 15 * KIB, 17 * KIB, 64 * KIB, 1024 * KIB, 10 * 1024 * KIB):
+        results[f"header {size // KIB} KiB"] = _head_probe(port, size)
+    register = (
+        b"POST /api/auth/register/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
+    results["partial head"] = _slow_probe(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    results["stalled body"] = _slow_probe(port, register)
+    results["silent connection"] = _slow_probe(port, b"")
+    health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+    results["healthz after the probes"] = str(health.status_code)
+    return results
+
+
+def _probe_failures(results: dict[str, str]) -> list[str]:
+    expected = {"header 8 KiB": "200", "header 15 KiB": "200", "healthz after the probes": "200"}
+    failures = []
+    for name, got in results.items():
+        if got.startswith("5") or got == "left open":
+            failures.append(f"{name}: {got}")
+        elif name in expected and got != expected[name]:
+            failures.append(f"{name}: {got}, expected {expected[name]}")
+    return failures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-examples", type=int, default=150)
@@ -130,6 +186,8 @@ def main() -> int:
             MONGODB_URI=standin.uri,
             MONGODB_DB="fuzz",
             ACCESS_LOG_LEVEL="INFO",
+            HTTP_HEADER_TIMEOUT=PROBE_TIMEOUT,
+            HTTP_BODY_TIMEOUT=PROBE_TIMEOUT,
         )
         ids = prepare_sqlite(f"{tmp}/fuzz.sqlite3", bulk=20, env=env)
         with UvicornServer(env) as server:
@@ -153,6 +211,8 @@ def main() -> int:
                 )
                 for profile, token in profiles.items()
             }
+            print("\n== header-size and slow-client probes", flush=True)
+            probes = _abuse_probes(server.port)
             seen = _access_lines(server.log())
             server_errors = [line for line in seen if line[2] >= 500]
             tracebacks = server.log().count("Traceback")
@@ -173,6 +233,7 @@ def main() -> int:
         "server_errors_5xx": len(server_errors),
         "tracebacks_in_server_log": tracebacks,
         "schemathesis_exit_codes": codes,
+        "probes": probes,
         "seconds": round(time.monotonic() - started),
     }
     print("\n== fuzz figures\n" + json.dumps(figures, indent=2))
@@ -180,7 +241,10 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     for line in server_errors[:20]:
         print("5xx:", *line)
-    failed = any(codes.values()) or server_errors or tracebacks
+    probe_failures = _probe_failures(probes)
+    for line in probe_failures:
+        print("probe:", line)
+    failed = any(codes.values()) or server_errors or tracebacks or probe_failures
     return 1 if failed else 0
 
 

@@ -35,6 +35,7 @@ _SCRUB = (
     "JWT_SIGNING_KEY",
     "CORS_ALLOWED_ORIGINS",
     "BENCH_ENDPOINTS",
+    "TRUSTED_PROXIES",
 )
 
 
@@ -143,11 +144,12 @@ def bearer(token: str) -> dict[str, str]:
 
 
 class UvicornServer(UvicornProcess):
-    """`uvicorn asgi_app.asgi:application` on a free port; output kept in a temporary log."""
+    """`python -m asgi_app.serve` on a free port; output kept in a temporary log."""
 
     def __init__(self, env: dict[str, str], *, port: int | None = None, workers: int = 1) -> None:
-        options = ["--timeout-graceful-shutdown", "20"]
-        if workers > 1:
-            options += ["--workers", str(workers)]
-        super().__init__("asgi_app.asgi:application", env, port=port, options=options)
+        # The production server (asgi_app.serve) with its limits from the environment.
+        env = {"GRACEFUL_SHUTDOWN_TIMEOUT": "20", **env}
+        super().__init__(
+            "asgi_app.asgi:application", env, port=port, options=["--workers", str(workers)]
+        )
         self.workers = workers

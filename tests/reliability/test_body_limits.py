@@ -99,7 +99,12 @@ async def _call(app, *, path: str, chunks: list[bytes], headers=()) -> tuple[int
 
 async def test_chunked_body_is_counted_and_cut_off_at_the_first_chunk_over(api):
     chunk = b" " * (256 * 1024)
-    status, body, read = await _call(application, path=REGISTER, chunks=[chunk] * 40)
+    status, body, read = await _call(
+        application,
+        path=REGISTER,
+        chunks=[chunk] * 40,
+        headers=[(b"transfer-encoding", b"chunked")],
+    )
     assert status == 413
     assert b"too large" in body
     assert read == 5  # 5 x 256 KiB is the first total over 1 MiB; the rest is never read
