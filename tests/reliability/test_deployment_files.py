@@ -65,7 +65,14 @@ def test_the_image_collects_static_files_for_the_proxy_and_leaves_the_tooling_ou
 
 def test_the_build_context_leaves_out_environments_databases_and_results():
     ignored = set((PROJECT_ROOT / ".dockerignore").read_text().split())
-    assert {".git", ".venv", "*.sqlite3", ".standin-data.bson", ".env"} <= ignored
+    assert {
+        ".git",
+        ".venv",
+        "*.sqlite3",
+        ".standin-data.bson*",
+        ".devstack.env*",
+        ".env",
+    } <= ignored
     assert {"bench/results", "loadtest/results", "staticfiles"} <= ignored
 
 

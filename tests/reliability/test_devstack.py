@@ -135,7 +135,7 @@ def running_stack(stack_env, tmp_path):
 VICTIMS = {
     "make": "make",
     "launcher": "-m devstack",
-    "uvicorn": "-m uvicorn",
+    "uvicorn": "-m asgi_app.serve",
     "stand-in": "-m standin",
 }
 

@@ -19,9 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.stack import free_port
 from tests.reliability import rawhttp
 from tests.reliability.conftest import ON_POSTGRES, processes
-from tests.reliability.servers import PROJECT_ROOT, UvicornServer, free_port, server_env
+from tests.reliability.servers import PROJECT_ROOT, UvicornServer, server_env
 
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 TEMPLATE = PROJECT_ROOT / "deploy" / "nginx" / "default.conf.template"
