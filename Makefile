@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format test-pg test-motor superuser bench loadtest fuzz clean
+.PHONY: install run test test-perf lint format test-pg test-motor superuser bench loadtest fuzz clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON)"; exit 1; }
@@ -31,6 +31,10 @@ format: $(STAMP)
 
 test: lint
 	DEBUG=1 $(PY) -m pytest
+
+# The wall-clock checks (`perf` marker) that `make test` skips: run them on a quiet machine.
+test-perf: $(STAMP)
+	DEBUG=1 $(PY) -m pytest -m perf
 
 # The suite against the local PostgreSQL (CI runs this too).
 test-pg: $(STAMP)
