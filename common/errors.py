@@ -40,3 +40,14 @@ class ServiceUnavailable(DomainError):
     status_code = 503
     code = "service_unavailable"
     default_detail = "A backing service is unavailable, try again shortly."
+
+
+class CourseFull(DomainError):
+    """The course document cannot take another member: it would pass MongoDB's 16 MiB
+    document limit (docs/scaling.md gives the ceiling). Nothing of the request is kept."""
+
+    status_code = 409
+    code = "course_document_full"
+    default_detail = (
+        "This course cannot take more members: its document reached MongoDB's 16 MiB limit."
+    )

@@ -5,7 +5,8 @@ returns plain values (`courses.documents`), and turns driver errors into domain 
 duplicate keys become return values, connection failures a 503 (`ServiceUnavailable`).
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -13,13 +14,17 @@ from typing import Any
 
 from bson import Decimal128, ObjectId
 from pymongo import DESCENDING, InsertOne, ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
+from common.errors import CourseFull
 from courses.documents import Course, EnrolledUser, Enrollment
 from mongo.client import get_collection, get_db, unavailable_on_driver_error
 from mongo.indexes import COURSES, ENROLLMENTS, ensure_indexes_once
 
 DUPLICATE_KEY = 11000
+# mongod refusing a document over 16 MiB: the result of an update (17419), or any BSON
+# object (BSONObjectTooLarge).
+DOCUMENT_TOO_LARGE = {17419, 10334}
 _LIST_PROJECTION = {"enrolled_users": 0}
 
 
@@ -184,11 +189,12 @@ async def course_add_enrolled(course_id: str, users: Sequence[EnrolledUser]) -> 
 
     The filter makes the update all-or-nothing per call: it matches only when none of
     `users` is in `enrolled_users` yet, so nobody is ever pushed or counted twice. Returns
-    None when it did not match (no such course, or one of them is already there).
+    None when it did not match (no such course, or one of them is already there); raises
+    CourseFull when the course document cannot grow by `users` (MongoDB's 16 MiB limit).
     """
     ids = [u.user_id for u in users]
     guard = {"$ne": ids[0]} if len(ids) == 1 else {"$nin": ids}
-    with unavailable_on_driver_error():
+    with unavailable_on_driver_error(), _course_full_on_too_large():
         doc = await get_collection(COURSES).find_one_and_update(
             {"_id": ObjectId(course_id), "enrolled_users.user_id": guard},
             {
@@ -204,6 +210,16 @@ async def course_add_enrolled(course_id: str, users: Sequence[EnrolledUser]) -> 
             return_document=ReturnDocument.AFTER,
         )
     return None if doc is None else doc["enrollers"]
+
+
+@contextmanager
+def _course_full_on_too_large() -> Iterator[None]:
+    try:
+        yield
+    except OperationFailure as exc:
+        if exc.code in DOCUMENT_TOO_LARGE:
+            raise CourseFull() from exc
+        raise
 
 
 async def course_enrolled_user_ids(course_id: str) -> tuple[int, set[int]] | None:
@@ -302,6 +318,14 @@ async def enrollment_insert_many(enrollments: Sequence[Enrollment]) -> set[int]:
 async def enrollment_delete(enrollment_id: str) -> None:
     with unavailable_on_driver_error():
         await get_collection(ENROLLMENTS).delete_one({"_id": ObjectId(enrollment_id)})
+
+
+async def enrollment_delete_for_users(course_id: str, user_ids: Sequence[int]) -> None:
+    """Take back the enrollments of `user_ids` in the course (one `$in` delete)."""
+    with unavailable_on_driver_error():
+        await get_collection(ENROLLMENTS).delete_many(
+            {"course_id": ObjectId(course_id), "user_id": {"$in": list(user_ids)}}
+        )
 
 
 async def enrollment_user_ids_among(course_id: str, user_ids: Sequence[int]) -> set[int]:

@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from common.errors import NotFound, ServiceUnavailable
+from common.errors import CourseFull, NotFound, ServiceUnavailable
 from courses import repository
 from courses.documents import Course, EnrolledUser, Enrollment
 
@@ -69,20 +69,26 @@ async def enrollment_create_in_course(
         assigned_by=assigned_by,
     )
     existing = await repository.enrollment_insert_or_get(enrollment)
-    if existing is None:
-        counted = await repository.course_add_enrolled(course_id, [EnrolledUser(user_id, username)])
-        if counted is None and not await repository.course_exists(course_id, fresh=True):
-            # Only if the course was removed behind the service's back after it was seen
-            # to exist (see repository.course_exists): take the enrollment back.
-            await repository.enrollment_delete(enrollment.id)
-            raise NotFound(COURSE_NOT_FOUND)
-        return enrollment, True
-    # A repeat: re-apply the guarded update, a no-op unless an earlier attempt failed
-    # between its two writes.
-    await repository.course_add_enrolled(
-        course_id, [EnrolledUser(existing.user_id, existing.username)]
-    )
-    return existing, False
+    stored = enrollment if existing is None else existing
+    try:
+        # A repeat re-applies the guarded update: a no-op unless an earlier attempt failed
+        # between its two writes.
+        counted = await repository.course_add_enrolled(
+            course_id, [EnrolledUser(stored.user_id, stored.username)]
+        )
+    except CourseFull:
+        # The user is not in the full course's array (the guard would not have matched):
+        # take the uncounted enrollment back, so the 409 leaves nothing behind.
+        await repository.enrollment_delete(stored.id)
+        raise
+    if existing is not None:
+        return existing, False
+    if counted is None and not await repository.course_exists(course_id, fresh=True):
+        # Only if the course was removed behind the service's back after it was seen
+        # to exist (see repository.course_exists): take the enrollment back.
+        await repository.enrollment_delete(enrollment.id)
+        raise NotFound(COURSE_NOT_FOUND)
+    return enrollment, True
 
 
 async def enrollments_count_into_course(course_id: str, users: list[EnrolledUser]) -> int:
@@ -95,7 +101,11 @@ async def enrollments_count_into_course(course_id: str, users: list[EnrolledUser
     """
     pending = users
     for _ in range(len(users) + 1):  # each retry has at least one user fewer
-        enrollers = await repository.course_add_enrolled(course_id, pending)
+        try:
+            enrollers = await repository.course_add_enrolled(course_id, pending)
+        except CourseFull:
+            await _take_back_uncounted(course_id, pending)
+            raise
         if enrollers is not None:
             return enrollers
         state = await repository.course_enrolled_user_ids(course_id)
@@ -109,3 +119,13 @@ async def enrollments_count_into_course(course_id: str, users: list[EnrolledUser
             break  # nothing explains the mismatch; leave it to reconcile_enrollments
         pending = remaining
     raise ServiceUnavailable("Could not update the course counters; retry the request.")
+
+
+async def _take_back_uncounted(course_id: str, users: list[EnrolledUser]) -> None:
+    """Delete the enrollments of `users` that the course does not count (all of them,
+    unless a concurrent repeat request counted one in meanwhile)."""
+    state = await repository.course_enrolled_user_ids(course_id)
+    present = state[1] if state is not None else set()
+    uncounted = [u.user_id for u in users if u.user_id not in present]
+    if uncounted:
+        await repository.enrollment_delete_for_users(course_id, uncounted)

@@ -86,7 +86,7 @@ class EnrollView(ApiView):
         responses={
             201: OpenApiResponse(EnrollmentSerializer, description="Enrolled."),
             200: OpenApiResponse(EnrollmentSerializer, description="Already enrolled (same one)."),
-            **ERRORS(401, 404, 413, 503),
+            **ERRORS(401, 404, 409, 413, 503),
         },
         summary="Enroll the caller in a course (no body); 201 first time, 200 on repeats.",
     )
@@ -126,7 +126,7 @@ class AssignView(ApiView):
         responses={
             201: OpenApiResponse(EnrollmentSerializer, description="Assigned."),
             200: OpenApiResponse(EnrollmentSerializer, description="Already enrolled."),
-            **ERRORS(400, 401, 403, 404, 413, 415, 503),
+            **ERRORS(400, 401, 403, 404, 409, 413, 415, 503),
         },
         summary="Assign one user to a course (admin only).",
     )
@@ -143,7 +143,10 @@ class AssignMultipleView(ApiView):
 
     @extend_schema(
         request=AssignMultipleSerializer,
-        responses={200: AssignmentReportSerializer, **ERRORS(400, 401, 403, 404, 413, 415, 503)},
+        responses={
+            200: AssignmentReportSerializer,
+            **ERRORS(400, 401, 403, 404, 409, 413, 415, 503),
+        },
         summary="Assign many users to a course; returns a per-user report (admin only).",
     )
     async def post(self, request, course_id: str):
