@@ -8,7 +8,8 @@ from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import reverse
 from rest_framework.exceptions import Throttled
 from rest_framework.response import Response
 from rest_framework.views import APIView as DRFAPIView
@@ -105,6 +106,11 @@ class ApiView(AsyncAPIView):
             # A rate limiter that cannot count lets requests through rather than failing
             # logins and registrations: availability over strictness, loudly logged.
             logger.warning("throttle counters unavailable, not throttling: %s", exc)
+
+
+async def root(request: HttpRequest) -> HttpResponseRedirect:
+    """`/` is where a newcomer lands first: send them to the interactive docs."""
+    return HttpResponseRedirect(reverse("docs"))
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:
