@@ -61,7 +61,7 @@ clean:
 	rm -rf $(VENV) db.sqlite3 .standin-data.bson
 
 # Headless locust run against a stack it starts itself (stand-in unless MONGODB_URI is set),
-# then checks zero failures and the API.md invariants; see loadtest/run.py for the knobs
+# then checks zero failures and the docs/api.md guarantees; see loadtest/run.py for the knobs
 # (LOADTEST_USERS, LOADTEST_DURATION, LOADTEST_SCENARIO, WEB_CONCURRENCY, ...).
 LOADTEST_STAMP := $(VENV)/.installed-loadtest
 

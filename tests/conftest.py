@@ -187,7 +187,7 @@ def create_course(api, admin):
 
 @pytest.fixture
 def invariants(mongo_db):
-    """Assert shared/API.md's invariants for a course and return its enrollment count."""
+    """Assert docs/api.md's guarantees for a course and return its enrollment count."""
     from bson import ObjectId
 
     async def check(course_id: str) -> int:
