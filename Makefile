@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lock run manage test lint format test-pg test-motor superuser bench loadtest fuzz clean
+.PHONY: help install lock run manage test test-perf lint format test-pg test-motor superuser bench loadtest fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | \
@@ -65,6 +65,10 @@ format: $(STAMP) ## Fix lint findings and format the code
 test: lint ## Lint, then the whole suite (SQLite, the stand-in)
 	DEBUG=1 $(PY) -m pytest
 
+# The wall-clock checks (`perf` marker) that `make test` skips: run them on a quiet machine.
+test-perf: $(STAMP) ## The wall-clock checks (perf marker) that `make test` skips
+	DEBUG=1 $(PY) -m pytest -m perf
+
 # The suite against the local PostgreSQL (CI runs this too).
 test-pg: $(STAMP) ## The suite against the local PostgreSQL
 	DEBUG=1 DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/enrollment} \
@@ -90,7 +94,7 @@ clean: ## Remove .venv, the dev databases and the stand-in's data file
 	rm -rf $(VENV) db.sqlite3 .standin-data.bson .standin-data.bson.lock
 
 # Headless locust run against a stack it starts itself (stand-in unless MONGODB_URI is set),
-# then checks zero failures and the API.md invariants; see loadtest/run.py for the knobs
+# then checks zero failures and the docs/api.md guarantees; see loadtest/run.py for the knobs
 # (LOADTEST_USERS, LOADTEST_DURATION, LOADTEST_SCENARIO, WEB_CONCURRENCY, ...).
 LOADTEST_STAMP := $(VENV)/.installed-loadtest
 

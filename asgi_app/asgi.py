@@ -10,6 +10,7 @@ django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application() d
 from asgi_app.handler import PooledThreadASGIHandler  # noqa: E402  (needs Django set up)
 from asgi_app.lifespan import LifespanApp  # noqa: E402  (needs Django set up first)
 from asgi_app.limits import BodySizeLimitMiddleware  # noqa: E402
+from asgi_app.staticfiles import StaticFilesApp  # noqa: E402
 
 django_application = PooledThreadASGIHandler()
-application = LifespanApp(BodySizeLimitMiddleware(django_application))
+application = LifespanApp(StaticFilesApp(BodySizeLimitMiddleware(django_application)))

@@ -18,6 +18,8 @@ _DESCRIPTIONS = {
     401: "Missing, expired or invalid token.",
     403: "Authenticated but not allowed (admin only).",
     404: "Unknown course id.",
+    409: "The course document cannot take another member (MongoDB's 16 MiB document limit,"
+    " see docs/scaling.md); nothing was written.",
     413: "Request body too large (MAX_BODY_BYTES; MAX_ASSIGN_BODY_BYTES for assign-multiple).",
     415: "The body is not `application/json`.",
     429: "Too many requests; see `Retry-After`.",

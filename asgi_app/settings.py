@@ -31,6 +31,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from /static/, never a CDN
+    "servestatic",  # its system checks; the files are served by asgi_app.staticfiles
     "asgi_app",
     "mongo",
     "accounts",
@@ -138,7 +140,11 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `manage.py collectstatic` fills it (the image build does); DEBUG serves the apps' own
+# static directories instead, see asgi_app/staticfiles.py.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+SERVESTATIC_AUTOREFRESH = False  # index the files once at startup, even in DEBUG
+SERVESTATIC_USE_FINDERS = DEBUG  # development: straight from the apps, no collectstatic
 
 # MongoDB: courses and enrollments.
 MONGODB_URI = env_str("MONGODB_URI", "mongodb://127.0.0.1:27017/?directConnection=true")
@@ -198,6 +204,10 @@ SPECTACULAR_SETTINGS = {
     "admins create courses and assign users in bulk.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The UIs' assets come from drf-spectacular-sidecar (pinned in pyproject.toml).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "EnrollmentStatusEnum": ["active"],

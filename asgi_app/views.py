@@ -9,7 +9,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import reverse
 from redis.exceptions import RedisError
 from rest_framework.response import Response
 from rest_framework.views import APIView as DRFAPIView
@@ -114,6 +115,11 @@ class ApiView(AsyncAPIView):
             # A rate limiter that cannot count lets requests through rather than failing
             # logins and registrations: availability over strictness, loudly logged.
             logger.warning("throttle counters unavailable, not throttling: %s", exc)
+
+
+async def root(request: HttpRequest) -> HttpResponseRedirect:
+    """`/` is where a newcomer lands first: send them to the interactive docs."""
+    return HttpResponseRedirect(reverse("docs"))
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:

@@ -7,7 +7,8 @@ duplicate keys become return values, connection failures a 503 (`ServiceUnavaila
 
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -15,8 +16,9 @@ from typing import Any
 
 from bson import Decimal128, ObjectId
 from pymongo import ASCENDING, DESCENDING, InsertOne, ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
+from common.errors import CourseFull
 from courses.documents import (
     COURSE_ARCHIVED,
     COURSE_OPEN,
@@ -43,6 +45,9 @@ from mongo.indexes import (
 )
 
 DUPLICATE_KEY = 11000
+# mongod refusing a document over 16 MiB: the result of an update (17419), or any BSON
+# object (BSONObjectTooLarge).
+DOCUMENT_TOO_LARGE = {17419, 10334}
 _LIST_PROJECTION = {"enrolled_users": 0, "title_words": 0}
 
 
@@ -396,14 +401,15 @@ async def course_add_enrolled(
     `self_enrollment_at`, it also matches only while the course takes self-enrollments at
     that moment (open, inside its window): the authoritative check, whatever a process's
     cache believes. Returns None when it did not match (no such course, one of them is
-    already there, or the course refuses).
+    already there, or the course refuses); raises CourseFull when the course document
+    cannot grow by `users` (MongoDB's 16 MiB limit).
     """
     ids = [u.user_id for u in users]
     guard = {"$ne": ids[0]} if len(ids) == 1 else {"$nin": ids}
     query: dict[str, Any] = {"_id": ObjectId(course_id), "enrolled_users.user_id": guard}
     if self_enrollment_at is not None:
         query.update(_admits_self_enrollment(self_enrollment_at))
-    with unavailable_on_driver_error():
+    with unavailable_on_driver_error(), _course_full_on_too_large():
         doc = await get_collection(COURSES).find_one_and_update(
             query,
             {
@@ -419,6 +425,16 @@ async def course_add_enrolled(
             return_document=ReturnDocument.AFTER,
         )
     return None if doc is None else doc["enrollers"]
+
+
+@contextmanager
+def _course_full_on_too_large() -> Iterator[None]:
+    try:
+        yield
+    except OperationFailure as exc:
+        if exc.code in DOCUMENT_TOO_LARGE:
+            raise CourseFull() from exc
+        raise
 
 
 async def course_enrolled_user_ids(course_id: str) -> tuple[int, set[int]] | None:
@@ -527,6 +543,14 @@ async def enrollment_find(course_id: str, user_id: int) -> Enrollment | None:
 async def enrollment_delete(enrollment_id: str) -> None:
     with unavailable_on_driver_error():
         await get_collection(ENROLLMENTS).delete_one({"_id": ObjectId(enrollment_id)})
+
+
+async def enrollment_delete_for_users(course_id: str, user_ids: Sequence[int]) -> None:
+    """Take back the enrollments of `user_ids` in the course (one `$in` delete)."""
+    with unavailable_on_driver_error():
+        await get_collection(ENROLLMENTS).delete_many(
+            {"course_id": ObjectId(course_id), "user_id": {"$in": list(user_ids)}}
+        )
 
 
 async def enrollment_user_ids_among(course_id: str, user_ids: Sequence[int]) -> set[int]:

@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from common.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from common.errors import Conflict, CourseFull, InvalidInput, NotFound, ServiceUnavailable
 from courses import repository
 from courses.documents import COURSE_OPEN, Admission, Course, EnrolledUser, Enrollment
 
@@ -134,24 +134,28 @@ async def enrollment_create_in_course(
         assigned_by=assigned_by,
     )
     existing = await repository.enrollment_insert_or_get(enrollment)
-    if existing is None:
+    stored = enrollment if existing is None else existing
+    try:
+        # A repeat re-applies the guarded update: a no-op unless an earlier attempt failed
+        # between its two writes. A self-enrollment is counted only while the course takes
+        # self-enrollments (see _settle_uncounted, which may be taking this one back).
         counted = await repository.course_add_enrolled(
             course_id,
-            [EnrolledUser(user_id, username)],
-            self_enrollment_at=_self_moment(enrollment, enrollment.enrolled_at),
+            [EnrolledUser(stored.user_id, stored.username)],
+            self_enrollment_at=_self_moment(
+                stored, enrollment.enrolled_at if existing is None else repository.now()
+            ),
         )
-        if counted is None:
-            await _settle_uncounted(enrollment)
-        return enrollment, True
-    # A repeat: re-apply the guarded update, a no-op unless an earlier attempt failed
-    # between its two writes. A self-enrollment is counted only while the course takes
-    # self-enrollments (see _settle_uncounted, which may be taking this one back).
-    await repository.course_add_enrolled(
-        course_id,
-        [EnrolledUser(existing.user_id, existing.username)],
-        self_enrollment_at=_self_moment(existing, repository.now()),
-    )
-    return existing, False
+    except CourseFull:
+        # The user is not in the full course's array (the guard would not have matched):
+        # take the uncounted enrollment back, so the 409 leaves nothing behind.
+        await repository.enrollment_delete(stored.id)
+        raise
+    if existing is not None:
+        return existing, False
+    if counted is None:
+        await _settle_uncounted(enrollment)
+    return enrollment, True
 
 
 def _self_moment(enrollment: Enrollment, moment: datetime) -> datetime | None:
@@ -212,7 +216,11 @@ async def enrollments_count_into_course(course_id: str, users: list[EnrolledUser
     """
     pending = users
     for _ in range(len(users) + 1):  # each retry has at least one user fewer
-        enrollers = await repository.course_add_enrolled(course_id, pending)
+        try:
+            enrollers = await repository.course_add_enrolled(course_id, pending)
+        except CourseFull:
+            await _take_back_uncounted(course_id, pending)
+            raise
         if enrollers is not None:
             return enrollers
         state = await repository.course_enrolled_user_ids(course_id)
@@ -226,3 +234,13 @@ async def enrollments_count_into_course(course_id: str, users: list[EnrolledUser
             break  # nothing explains the mismatch; leave it to reconcile_enrollments
         pending = remaining
     raise ServiceUnavailable("Could not update the course counters; retry the request.")
+
+
+async def _take_back_uncounted(course_id: str, users: list[EnrolledUser]) -> None:
+    """Delete the enrollments of `users` that the course does not count (all of them,
+    unless a concurrent repeat request counted one in meanwhile)."""
+    state = await repository.course_enrolled_user_ids(course_id)
+    present = state[1] if state is not None else set()
+    uncounted = [u.user_id for u in users if u.user_id not in present]
+    if uncounted:
+        await repository.enrollment_delete_for_users(course_id, uncounted)

@@ -48,14 +48,19 @@ from .errors import (
 from .indexes import Index, default_index_name, normalize_spec
 from .keys import iter_unique, path_values, sort_documents
 from .projection import Projection
-from .store import ID_INDEX_SPEC, Collection, matches
-from .updates import apply_update, is_operator_update, upsert_seed, with_id_first
+from .store import ID_INDEX_SPEC, MAX_BSON_OBJECT_SIZE, Collection, matches
+from .updates import (
+    apply_update,
+    growth_bound,
+    is_operator_update,
+    upsert_seed,
+    with_id_first,
+)
 
 Doc = dict[str, Any]
 
 SERVER_VERSION = "7.0.0"
 MAX_WIRE_VERSION = 21  # MongoDB 7.0
-MAX_BSON_OBJECT_SIZE = 16 * 1024 * 1024
 MAX_MESSAGE_SIZE_BYTES = 48_000_000
 MAX_WRITE_BATCH_SIZE = 100_000
 DEFAULT_BATCH_SIZE = 101
@@ -337,10 +342,11 @@ class Engine:
             coll = self.ensure_collection(db, name)
         targets = coll.find(query, limit=0 if multi else 1)
         modified = 0
+        growth = growth_bound(update)
         for doc in targets:
             new = apply_update(doc, update, query, is_insert=False)
             if new != doc:
-                coll.replace(doc, new)
+                coll.replace(doc, new, growth=growth)
                 modified += 1
         if targets or not statement.get("upsert"):
             return len(targets), modified, None
@@ -398,7 +404,7 @@ class Engine:
         elif target is not None:
             new = apply_update(target, update, query, is_insert=False)
             if new != target:
-                coll.replace(target, new)
+                coll.replace(target, new, growth=growth_bound(update))
             last_error = {"n": 1, "updatedExisting": True}
             value = new if cmd.get("new") else target
         elif upsert:

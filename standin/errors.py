@@ -28,6 +28,8 @@ INDEX_KEY_SPECS_CONFLICT = 86
 NOT_IMPLEMENTED = 238
 INTERNAL_ERROR = 1
 DUPLICATE_KEY = 11000
+# mongod's assertion code for an update whose result exceeds the 16 MiB document limit.
+DOCUMENT_AFTER_UPDATE_TOO_LARGE = 17419
 
 CODE_NAMES = {
     BAD_VALUE: "BadValue",
@@ -49,6 +51,7 @@ CODE_NAMES = {
     NOT_IMPLEMENTED: "NotImplemented",
     INTERNAL_ERROR: "InternalError",
     DUPLICATE_KEY: "DuplicateKey",
+    DOCUMENT_AFTER_UPDATE_TOO_LARGE: "Location17419",  # mongod names bare assertion codes so
 }
 
 

@@ -12,10 +12,11 @@ import itertools
 from collections.abc import Hashable, Iterable
 from typing import Any
 
+import bson
 from mongomock import OperationFailure
 from mongomock.filtering import filter_applies
 
-from .errors import BAD_VALUE, CommandError, DuplicateKey
+from .errors import BAD_VALUE, DOCUMENT_AFTER_UPDATE_TOO_LARGE, CommandError, DuplicateKey
 from .fastmatch import fast_match
 from .indexes import Index, KeyTuple
 from .keys import first_value, hkey, is_plain_scalar
@@ -26,6 +27,8 @@ ID_INDEX_SPEC = {"v": 2, "key": {"_id": 1}, "name": "_id_"}
 _MAX_LOOKUP_COMBINATIONS = 10_000
 
 Doc = dict[str, Any]
+# mongod's limit on one stored document (BSONObjMaxUserSize), enforced on insert and update.
+MAX_BSON_OBJECT_SIZE = 16 * 1024 * 1024
 
 
 def matches(filt: dict[str, Any], doc: Doc) -> bool:
@@ -58,6 +61,8 @@ class Collection:
         self._seq: dict[Hashable, int] = {}  # natural order, to order index-narrowed results
         self._counter = itertools.count()
         self.indexes: dict[str, Index] = {}  # secondary indexes; _id is `docs` itself
+        # hkey(_id) -> an upper bound on the document's BSON size (exact after an insert).
+        self._sizes: dict[Hashable, int] = {}
 
     @property
     def namespace(self) -> str:
@@ -66,10 +71,18 @@ class Collection:
     # ------------------------------------------------------------------------------ writes
 
     def insert(self, doc: Doc) -> None:
-        """Store a new document (which must carry ``_id``), enforcing unique indexes."""
+        """Store a new document (which must carry ``_id``), enforcing unique indexes and the
+        16 MiB limit (with mongod's error: BadValue, "object to insert too large")."""
         id_key = hkey(doc["_id"])
         if id_key in self.docs:
             raise DuplicateKey(self.namespace, "_id_", {"_id": 1}, {"_id": doc["_id"]})
+        size = len(bson.encode(doc))  # C speed; the document just arrived in BSON anyway
+        if size > MAX_BSON_OBJECT_SIZE:
+            raise CommandError(
+                BAD_VALUE,
+                f"object to insert too large. size in bytes: {size},"
+                f" max size: {MAX_BSON_OBJECT_SIZE}",
+            )
         staged = [(index, index.keys_for(doc)) for index in self.indexes.values()]
         for index, keys in staged:
             if index.conflict(keys, id_key) is not None:
@@ -77,11 +90,26 @@ class Collection:
         for index, keys in staged:
             index.add(id_key, keys)
         self.docs[id_key] = doc
+        self._sizes[id_key] = size
         self._seq[id_key] = next(self._counter)
 
-    def replace(self, old: Doc, new: Doc) -> None:
-        """Swap ``old`` for ``new`` (same ``_id``), enforcing unique indexes."""
+    def replace(self, old: Doc, new: Doc, *, growth: int | None = None) -> None:
+        """Swap ``old`` for ``new`` (same ``_id``), enforcing unique indexes and the 16 MiB
+        limit (mongod's code 17419).
+
+        ``growth`` bounds how many bytes ``new`` may be larger than ``old`` (None: unknown).
+        Encoding a big document costs about 1 ms per 100 kB, so the size is measured only
+        when the bound could cross the limit; otherwise the bound is what is remembered.
+        """
         id_key = hkey(old["_id"])
+        size = self._sizes[id_key] + growth if growth is not None else MAX_BSON_OBJECT_SIZE + 1
+        if size > MAX_BSON_OBJECT_SIZE:
+            size = len(bson.encode(new))
+            if size > MAX_BSON_OBJECT_SIZE:
+                raise CommandError(
+                    DOCUMENT_AFTER_UPDATE_TOO_LARGE,
+                    f"Resulting document after update is larger than {MAX_BSON_OBJECT_SIZE}",
+                )
         staged: list[tuple[Index, list[KeyTuple], list[KeyTuple]]] = []
         for index in self.indexes.values():
             old_keys, new_keys = index.keys_for(old), index.keys_for(new)
@@ -93,12 +121,14 @@ class Collection:
             index.remove(id_key, old_keys)
             index.add(id_key, new_keys)
         self.docs[id_key] = new
+        self._sizes[id_key] = size
 
     def delete(self, doc: Doc) -> None:
         id_key = hkey(doc["_id"])
         for index in self.indexes.values():
             index.remove(id_key, index.keys_for(doc))
         del self.docs[id_key]
+        del self._sizes[id_key]
         del self._seq[id_key]
 
     def add_index(self, index: Index) -> None:
@@ -176,6 +206,7 @@ class Collection:
 
     def clear(self) -> None:
         self.docs.clear()
+        self._sizes.clear()
         self._seq.clear()
         for index in self.indexes.values():
             index.clear()

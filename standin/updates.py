@@ -18,6 +18,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import bson
 from bson import Int64, ObjectId
 from bson.decimal128 import Decimal128
 from bson.timestamp import Timestamp
@@ -40,6 +41,33 @@ _MISSING: Any = object()
 
 def is_operator_update(update: Any) -> bool:
     return isinstance(update, dict) and bool(update) and next(iter(update)).startswith("$")
+
+
+# Operators whose effect on a document's BSON size is bounded by the size of their operand,
+# unless a path pads an array (a numeric part) or fans out over it (`$[]`).
+_SIZE_BOUNDED = {
+    "$set", "$setOnInsert", "$unset", "$inc", "$mul", "$min", "$max", "$rename",
+    "$currentDate", "$push", "$addToSet", "$pull", "$pullAll", "$pop", "$bit",
+}  # fmt: skip
+
+
+def growth_bound(update: Any) -> int | None:
+    """An upper bound on the bytes ``update`` can add to a document's BSON size, or None when
+    there is no cheap one (replacements, pipelines, array padding or fan-out).
+
+    Each byte of the operand becomes at most 8 in the document: a dotted path turns into
+    nested documents (about 8 bytes per 2-byte level), a pushed element gains an array index
+    key, `$inc` widens an int32 to 8 bytes, `$currentDate` turns `true` into 8 bytes.
+    """
+    if not is_operator_update(update):
+        return None
+    for operator, fields in update.items():
+        if operator not in _SIZE_BOUNDED or not isinstance(fields, dict):
+            return None
+        for path in fields:
+            if any(part == "$[]" or part.isdigit() for part in str(path).split(".")):
+                return None
+    return 8 * len(bson.encode(update)) + 64
 
 
 def apply_update(doc: Doc, update: Any, filt: dict[str, Any], *, is_insert: bool) -> Doc:

@@ -7,6 +7,7 @@ import pytest
 
 from accounts.models import User
 from asgi_app.asgi import application
+from tests.conftest import timed
 from tests.reliability.conftest import processes
 from tests.reliability.servers import bearer, mint_access
 
@@ -129,15 +130,17 @@ async def test_declared_length_over_the_limit_is_refused_before_reading(api):
         pytest.param(b"[" * 1025 + b"]" * 1025, id="nesting 1025 deep"),
     ],
 )
-async def test_deeply_nested_json_is_a_fast_400(api, body):
+@timed
+async def test_deeply_nested_json_is_a_fast_400(api, body, timed):
     started = time.perf_counter()
     response = await api.post(REGISTER, content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert "detail" in response.json()
-    assert time.perf_counter() - started < 1.0
+    assert not timed or time.perf_counter() - started < 1.0
 
 
-async def test_wide_json_is_a_bounded_400(api, admin, create_course, invariants):
+@timed
+async def test_wide_json_is_a_bounded_400(api, admin, create_course, invariants, timed):
     """Many keys or items just under the limit: rejected quickly, nothing written."""
     course = await create_course()
     users_before = await User.objects.acount()
@@ -152,7 +155,7 @@ async def test_wide_json_is_a_bounded_400(api, admin, create_course, invariants)
         content=many_items,
         headers={**admin[1], "Content-Type": "application/json"},
     )
-    assert time.perf_counter() - started < 2.0
+    assert not timed or time.perf_counter() - started < 2.0
     assert first.status_code == 400
     # Regression: every stray key used to be echoed back (a 2.4 MB answer, ~1 s of CPU).
     assert len(first.content) < 10_000

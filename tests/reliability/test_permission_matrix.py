@@ -24,6 +24,8 @@ EXPECTED = {
     ("readyz", "GET"): PUBLIC,
     ("schema", "GET"): PUBLIC,
     ("docs", "GET"): PUBLIC,
+    ("redoc", "GET"): PUBLIC,
+    ("root", "GET"): PUBLIC,
     ("auth-register", "POST"): PUBLIC,
     ("auth-login", "POST"): PUBLIC,
     ("auth-refresh", "POST"): PUBLIC,
@@ -41,7 +43,7 @@ EXPECTED = {
     ("admin:*", "*"): DJANGO_ADMIN,
 }
 # Plain Django function views answer any method; the table names the one they serve.
-_FUNCTION_VIEW_METHODS = {"healthz": ["GET"], "readyz": ["GET"]}
+_FUNCTION_VIEW_METHODS = {"healthz": ["GET"], "readyz": ["GET"], "root": ["GET"]}
 _HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
 
