@@ -87,7 +87,8 @@ def _enrollment_doc(enrollment: Enrollment) -> dict[str, Any]:
 # Courses
 
 
-async def course_insert(course: Course) -> None:
+async def course_insert(course: Course) -> bool:
+    """Insert the course; False if a course with its id exists (a chosen id, retried)."""
     doc = {
         "_id": ObjectId(course.id),
         "course_title": course.course_title,
@@ -98,9 +99,13 @@ async def course_insert(course: Course) -> None:
         "created_at": course.created_at,
         "updated_at": course.updated_at,
     }
-    with unavailable_on_driver_error():
-        await get_collection(COURSES).insert_one(doc)
+    try:
+        with unavailable_on_driver_error():
+            await get_collection(COURSES).insert_one(doc)
+    except DuplicateKeyError:
+        return False
     _remember_course(course.id)
+    return True
 
 
 async def course_get(course_id: str, *, with_enrolled_users: bool = False) -> Course | None:

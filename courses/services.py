@@ -10,11 +10,18 @@ COURSE_NOT_FOUND = "Course not found."
 
 
 async def course_create(
-    *, course_title: str, course_description: str, amount: Decimal, currency: str
+    *,
+    course_title: str,
+    course_description: str,
+    amount: Decimal,
+    currency: str,
+    course_id: str | None = None,
 ) -> Course:
+    """Create a course; with a caller-chosen `course_id` (an Idempotency-Key retry, see
+    courses/idempotency.py) a course that already has that id is returned instead."""
     created_at = repository.now()
     course = Course(
-        id=repository.new_id(),
+        id=course_id or repository.new_id(),
         course_title=course_title,
         course_description=course_description,
         amount=amount.quantize(Decimal("0.01")),
@@ -23,7 +30,11 @@ async def course_create(
         created_at=created_at,
         updated_at=created_at,
     )
-    await repository.course_insert(course)
+    if not await repository.course_insert(course):
+        existing = await repository.course_get(course.id)
+        if existing is None:
+            raise ServiceUnavailable("Could not create the course; retry the request.")
+        return existing
     return course
 
 

@@ -8,6 +8,7 @@ from asgi_app.pagination import page_body, page_params
 from asgi_app.schema import ERRORS, LIST_PARAMS, paginated
 from asgi_app.views import ApiView, validated
 from courses import assignment, selectors, services
+from courses.idempotency import idempotent, idempotent_object_id
 from courses.serializers import (
     AssignmentReportSerializer,
     AssignMultipleSerializer,
@@ -45,6 +46,7 @@ class CourseListView(ApiView):
         count, courses = await selectors.course_list(limit=page.limit, offset=page.offset)
         return Response(page_body(request, page, count, [course_data(c) for c in courses]))
 
+    @idempotent
     @extend_schema(
         request=CourseCreateSerializer,
         responses={201: CourseSerializer, **ERRORS(400, 401, 403, 413, 415, 503)},
@@ -58,6 +60,7 @@ class CourseListView(ApiView):
             course_description=data["course_description"],
             amount=price["amount"],
             currency=price["currency"],
+            course_id=idempotent_object_id(request),
         )
         return Response(course_data(course), status=status.HTTP_201_CREATED)
 
@@ -81,6 +84,7 @@ class CourseDetailView(ApiView):
 class EnrollView(ApiView):
     permission_classes = [IsAuthenticated]
 
+    @idempotent
     @extend_schema(
         request=None,
         responses={
@@ -121,6 +125,7 @@ class MyEnrollmentsView(ApiView):
 class AssignView(ApiView):
     permission_classes = [IsAuthenticated, IsAdmin]
 
+    @idempotent
     @extend_schema(
         request=AssignSerializer,
         responses={
@@ -141,6 +146,7 @@ class AssignView(ApiView):
 class AssignMultipleView(ApiView):
     permission_classes = [IsAuthenticated, IsAdmin]
 
+    @idempotent
     @extend_schema(
         request=AssignMultipleSerializer,
         responses={200: AssignmentReportSerializer, **ERRORS(400, 401, 403, 404, 413, 415, 503)},

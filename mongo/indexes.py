@@ -9,6 +9,7 @@ from mongo.client import unavailable_on_driver_error
 
 COURSES = "courses"
 ENROLLMENTS = "enrollments"
+IDEMPOTENCY_KEYS = "idempotency_keys"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,14 @@ INDEXES = [
     ),
     # The catalogue, newest first.
     Index(COURSES, [("created_at", DESCENDING)], {"name": "created_at"}),
+    # Idempotency-Key answers are forgotten at `expires_at` (24 h after the first request).
+    # The TTL monitor deletes them lazily (about once a minute), so readers also treat a
+    # record past `expires_at` as absent; the claim itself relies only on the unique `_id`.
+    Index(
+        IDEMPOTENCY_KEYS,
+        [("expires_at", ASCENDING)],
+        {"expireAfterSeconds": 0, "name": "expires_at_ttl"},
+    ),
 ]
 
 
