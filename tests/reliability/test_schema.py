@@ -16,18 +16,33 @@ CONTRACT = {
     ("/api/auth/me/", "get"): {200, 401, 503},
     ("/api/users/", "get"): {200, 401, 403, 503},
     ("/api/courses/", "get"): {200, 401, 503},
-    ("/api/courses/", "post"): {201, 400, 401, 403, 413, 415, 503},
+    ("/api/courses/", "post"): {201, 400, 401, 403, 409, 413, 415, 422, 503},
     ("/api/courses/{course_id}/", "get"): {200, 401, 404, 503},
-    ("/api/courses/{course_id}/enroll/", "post"): {200, 201, 401, 404, 413, 503},
-    ("/api/courses/{course_id}/assign/", "post"): {200, 201, 400, 401, 403, 404, 413, 415, 503},
+    # 400 (a malformed Idempotency-Key), 409 and 422 (its replay rules) on the idempotent POSTs.
+    ("/api/courses/{course_id}/enroll/", "post"): {200, 201, 400, 401, 404, 409, 413, 422, 503},
+    ("/api/courses/{course_id}/assign/", "post"): {
+        200,
+        201,
+        400,
+        401,
+        403,
+        404,
+        409,
+        413,
+        415,
+        422,
+        503,
+    },
     ("/api/courses/{course_id}/assign-multiple/", "post"): {
         200,
         400,
         401,
         403,
         404,
+        409,
         413,
         415,
+        422,
         503,
     },
     ("/api/enrollments/", "get"): {200, 401, 503},
@@ -148,6 +163,30 @@ def test_bodies_and_shapes(schema):
     }
     enroll = schema["paths"]["/api/courses/{course_id}/enroll/"]["post"]
     assert "requestBody" not in enroll
+
+
+IDEMPOTENT = [
+    ("/api/courses/", "post"),
+    ("/api/courses/{course_id}/enroll/", "post"),
+    ("/api/courses/{course_id}/assign/", "post"),
+    ("/api/courses/{course_id}/assign-multiple/", "post"),
+]
+
+
+def test_idempotent_operations_document_the_header_and_its_answers(schema):
+    for route, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            headers = [p for p in operation.get("parameters", []) if p["in"] == "header"]
+            if (route, method) not in IDEMPOTENT:
+                assert headers == [], (route, method)
+                continue
+            assert [(p["name"], p.get("required", False), p["schema"]) for p in headers] == [
+                ("Idempotency-Key", False, {"type": "string"})
+            ]
+            responses = operation["responses"]
+            assert "idempotency_key_in_progress" in responses["409"]["description"]
+            assert "idempotency_key_reused" in responses["422"]["description"]
+            assert "Idempotency-Key" in responses["400"]["description"]
     logout = schema["paths"]["/api/auth/logout/"]["post"]["responses"]["205"]
     assert "content" not in logout
     course_id = schema["paths"]["/api/courses/{course_id}/"]["get"]["parameters"][0]
