@@ -30,7 +30,7 @@ import hashlib
 import logging
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -118,21 +118,18 @@ async def idempotency_claim(*, user_id: int, key: str, fingerprint: str) -> Clai
     ttl = timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
     for _ in range(3):
         moment = now()
-        token = uuid.uuid4().hex
-        record = await records.idempotency_record_claim(
-            user_id=user_id,
-            key=key,
-            token=token,
+        claim = records.NewClaim(
+            token=uuid.uuid4().hex,
             fingerprint=fingerprint,
             created_at=moment,
             lease_expires_at=moment + lease,
             expires_at=moment + ttl,
         )
+        record = await records.idempotency_record_claim(user_id=user_id, key=key, claim=claim)
         if record is None:
-            return Claim(user_id, key, token, moment)
+            return Claim(user_id, key, claim.token, moment)
         if record.expires_at <= moment:
-            # Past its 24 h, not yet deleted by the TTL monitor: the key is free again.
-            created_at = moment
+            pass  # past its 24 h, not yet deleted by the TTL monitor: the key is free again
         elif record.fingerprint != fingerprint:
             raise IdempotencyKeyReused
         elif record.state == records.DONE:
@@ -142,19 +139,12 @@ async def idempotency_claim(*, user_id: int, key: str, fingerprint: str) -> Clai
         else:
             # The first attempt's lease ran out: it crashed (or outlived its lease). Run
             # again under the same created_at, so idempotent_object_id stays the same.
-            created_at = record.created_at
             logger.warning("idempotency key lease expired, running the request again")
+            claim = replace(claim, created_at=record.created_at, expires_at=record.created_at + ttl)
         if await records.idempotency_record_take_over(
-            user_id=user_id,
-            key=key,
-            expected_token=record.token,
-            token=token,
-            fingerprint=fingerprint,
-            created_at=created_at,
-            lease_expires_at=moment + lease,
-            expires_at=created_at + ttl,
+            user_id=user_id, key=key, expected_token=record.token, claim=claim
         ):
-            return Claim(user_id, key, token, created_at)
+            return Claim(user_id, key, claim.token, claim.created_at)
         # Another retry took it over first: look again.
     raise IdempotencyKeyInProgress
 

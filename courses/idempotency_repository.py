@@ -9,7 +9,7 @@ Kept apart from `courses/repository.py` (courses and enrollments) because the re
 a separate collection with their own lifecycle, used by any POST operation.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +36,17 @@ class IdempotencyRecord:
     content_type: str | None = None
 
 
+@dataclass(frozen=True)
+class NewClaim:
+    """What a request writes when it claims a key (inserted, or over a stale record)."""
+
+    token: str
+    fingerprint: str
+    created_at: datetime
+    lease_expires_at: datetime
+    expires_at: datetime
+
+
 def _id(user_id: int, key: str) -> dict[str, Any]:
     # One place builds the compound _id, so its field order (part of its identity) is fixed.
     return {"user_id": user_id, "key": key}
@@ -55,35 +66,33 @@ def _record(doc: dict[str, Any]) -> IdempotencyRecord:
     )
 
 
+def _claim(claim: NewClaim) -> dict[str, Any]:
+    return {"state": IN_PROGRESS, **asdict(claim)}
+
+
+async def _update_held(user_id: int, key: str, token: str, update: dict[str, Any]) -> bool:
+    """Apply `update` only while the record carries `token`; whether it did."""
+    with unavailable_on_driver_error():
+        result = await get_collection(IDEMPOTENCY_KEYS).update_one(
+            {"_id": _id(user_id, key), "token": token}, update
+        )
+    return result.matched_count == 1
+
+
 async def idempotency_record_claim(
-    *,
-    user_id: int,
-    key: str,
-    token: str,
-    fingerprint: str,
-    created_at: datetime,
-    lease_expires_at: datetime,
-    expires_at: datetime,
+    *, user_id: int, key: str, claim: NewClaim
 ) -> IdempotencyRecord | None:
     """Insert an in-progress claim unless the key has a record; return that record.
 
     None means this call claimed the key. One upsert answers both questions, so a replay
     costs one command, like `repository.enrollment_insert_or_get`.
     """
-    claim = {
-        "state": IN_PROGRESS,
-        "token": token,
-        "fingerprint": fingerprint,
-        "created_at": created_at,
-        "lease_expires_at": lease_expires_at,
-        "expires_at": expires_at,
-    }
     for _ in range(2):
         try:
             with unavailable_on_driver_error():
                 existing = await get_collection(IDEMPOTENCY_KEYS).find_one_and_update(
                     {"_id": _id(user_id, key)},
-                    {"$setOnInsert": claim},
+                    {"$setOnInsert": _claim(claim)},
                     upsert=True,
                     return_document=ReturnDocument.BEFORE,
                 )
@@ -96,54 +105,26 @@ async def idempotency_record_claim(
 
 
 async def idempotency_record_take_over(
-    *,
-    user_id: int,
-    key: str,
-    expected_token: str,
-    token: str,
-    fingerprint: str,
-    created_at: datetime,
-    lease_expires_at: datetime,
-    expires_at: datetime,
+    *, user_id: int, key: str, expected_token: str, claim: NewClaim
 ) -> bool:
     """Claim a key whose record is stale (lease or TTL expired), only if nobody else did
     since it was read (the record still carries `expected_token`)."""
-    with unavailable_on_driver_error():
-        result = await get_collection(IDEMPOTENCY_KEYS).update_one(
-            {"_id": _id(user_id, key), "token": expected_token},
-            {
-                "$set": {
-                    "state": IN_PROGRESS,
-                    "token": token,
-                    "fingerprint": fingerprint,
-                    "created_at": created_at,
-                    "lease_expires_at": lease_expires_at,
-                    "expires_at": expires_at,
-                },
-                "$unset": {"status": "", "body": "", "content_type": ""},
-            },
-        )
-    return result.matched_count == 1
+    return await _update_held(
+        user_id,
+        key,
+        expected_token,
+        {"$set": _claim(claim), "$unset": {"status": "", "body": "", "content_type": ""}},
+    )
 
 
 async def idempotency_record_complete(
     *, user_id: int, key: str, token: str, status: int, body: bytes, content_type: str
 ) -> bool:
     """Store the answer of the claim holding `token`; False if its claim was taken over."""
-    with unavailable_on_driver_error():
-        result = await get_collection(IDEMPOTENCY_KEYS).update_one(
-            {"_id": _id(user_id, key), "token": token},
-            {
-                "$set": {
-                    "state": DONE,
-                    "status": status,
-                    "body": body,
-                    "content_type": content_type,
-                },
-                "$unset": {"lease_expires_at": ""},
-            },
-        )
-    return result.matched_count == 1
+    answer = {"state": DONE, "status": status, "body": body, "content_type": content_type}
+    return await _update_held(
+        user_id, key, token, {"$set": answer, "$unset": {"lease_expires_at": ""}}
+    )
 
 
 async def idempotency_record_release(*, user_id: int, key: str, token: str) -> None:
