@@ -162,6 +162,11 @@ MONGODB_WRITE_CONCERN = env_str("MONGODB_WRITE_CONCERN", "majority")
 MONGODB_JOURNAL = env_bool("MONGODB_JOURNAL", default=True)
 
 ASSIGN_MAX_USERS = env_int("ASSIGN_MAX_USERS", 10_000)
+# Idempotency-Key (courses/idempotency.py): a first request's answer is kept per caller and
+# key for the TTL; while it runs it holds the key for the lease, after which a retry may run
+# it again (the first attempt is presumed crashed).
+IDEMPOTENCY_KEY_TTL_SECONDS = env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 60 * 60)
+IDEMPOTENCY_LEASE_SECONDS = env_int("IDEMPOTENCY_LEASE_SECONDS", 60)
 
 THROTTLE_DISABLED = env_bool("THROTTLE_DISABLED", default=False)
 BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", default=False)
@@ -254,8 +259,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(MAX_BODY_BYTES, MAX_ASSIGN_BODY_BYTES)
 # installed then, so the request path pays nothing for it by default.
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
 CORS_URLS_REGEX = r"^/(api/|healthz|readyz).*$"
-CORS_ALLOW_HEADERS = ("authorization", "content-type", "x-request-id")
-CORS_EXPOSE_HEADERS = ("x-request-id", "retry-after")
+CORS_ALLOW_HEADERS = ("authorization", "content-type", "x-request-id", "idempotency-key")
+CORS_EXPOSE_HEADERS = ("x-request-id", "retry-after", "idempotent-replayed")
 if CORS_ALLOWED_ORIGINS:
     INSTALLED_APPS.append("corsheaders")
     MIDDLEWARE.insert(1, "corsheaders.middleware.CorsMiddleware")

@@ -136,7 +136,8 @@ def _enrollment_doc(enrollment: Enrollment) -> dict[str, Any]:
 # Courses
 
 
-async def course_insert(course: Course) -> None:
+async def course_insert(course: Course) -> bool:
+    """Insert the course; False if a course with its id exists (a chosen id, retried)."""
     doc = {
         "_id": ObjectId(course.id),
         "course_title": course.course_title,
@@ -152,11 +153,15 @@ async def course_insert(course: Course) -> None:
         "status": course.status,
         "title_words": title_words(course.course_title),
     }
-    with unavailable_on_driver_error():
-        await get_collection(COURSES).insert_one(doc)
+    try:
+        with unavailable_on_driver_error():
+            await get_collection(COURSES).insert_one(doc)
+    except DuplicateKeyError:
+        return False
     _remember_course(
         course.id, Admission(course.status, course.enrollment_opens_at, course.enrollment_closes_at)
     )
+    return True
 
 
 async def course_get(course_id: str, *, with_enrolled_users: bool = False) -> Course | None:

@@ -43,10 +43,13 @@ async def course_create(
     enrollment_opens_at: datetime | None = None,
     enrollment_closes_at: datetime | None = None,
     status: str = COURSE_OPEN,
+    course_id: str | None = None,
 ) -> Course:
+    """Create a course; with a caller-chosen `course_id` (an Idempotency-Key retry, see
+    courses/idempotency.py) a course that already has that id is returned instead."""
     created_at = repository.now()
     course = Course(
-        id=repository.new_id(),
+        id=course_id or repository.new_id(),
         course_title=course_title,
         course_description=course_description,
         amount=amount.quantize(Decimal("0.01")),
@@ -59,7 +62,11 @@ async def course_create(
         enrollment_closes_at=enrollment_closes_at,
         status=status,
     )
-    await repository.course_insert(course)
+    if not await repository.course_insert(course):
+        existing = await repository.course_get(course.id)
+        if existing is None:
+            raise ServiceUnavailable("Could not create the course; retry the request.")
+        return existing
     return course
 
 

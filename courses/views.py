@@ -10,6 +10,7 @@ from asgi_app.schema import ERRORS, LIST_PARAMS, ErrorSerializer, paginated
 from asgi_app.views import ApiView, validated
 from common.errors import CourseFull
 from courses import assignment, selectors, services
+from courses.idempotency import idempotent, idempotent_object_id
 from courses.serializers import (
     AssignmentReportSerializer,
     AssignMultipleSerializer,
@@ -87,6 +88,7 @@ class CourseListView(ApiView):
         )
         return Response(page_body(request, page, count, [course_data(c) for c in courses]))
 
+    @idempotent
     @extend_schema(
         request=CourseCreateSerializer,
         responses={201: CourseSerializer, **ERRORS(400, 401, 403, 413, 415, 503)},
@@ -104,6 +106,7 @@ class CourseListView(ApiView):
             enrollment_opens_at=data["enrollment_opens_at"],
             enrollment_closes_at=data["enrollment_closes_at"],
             status=data["status"],
+            course_id=idempotent_object_id(request),
         )
         return Response(course_data(course), status=status.HTTP_201_CREATED)
 
@@ -140,6 +143,7 @@ class CourseDetailView(ApiView):
 class EnrollView(ApiView):
     permission_classes = [IsAuthenticated]
 
+    @idempotent
     @extend_schema(
         request=None,
         responses={
@@ -181,6 +185,7 @@ class MyEnrollmentsView(ApiView):
 class AssignView(ApiView):
     permission_classes = [IsAuthenticated, IsAdmin]
 
+    @idempotent
     @extend_schema(
         request=AssignSerializer,
         responses={
@@ -202,6 +207,7 @@ class AssignView(ApiView):
 class AssignMultipleView(ApiView):
     permission_classes = [IsAuthenticated, IsAdmin]
 
+    @idempotent
     @extend_schema(
         request=AssignMultipleSerializer,
         responses={

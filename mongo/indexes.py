@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 COURSES = "courses"
 ENROLLMENTS = "enrollments"
+IDEMPOTENCY_KEYS = "idempotency_keys"
 
 # An ensured index is re-verified (one no-op createIndexes) at least this often, even if
 # no server change was seen.
@@ -64,6 +65,14 @@ INDEXES = [
     Index(COURSES, [("title_words", ASCENDING)], {"name": "title_words"}),
     # How many courses are archived: the open catalogue's count is the total minus these.
     Index(COURSES, [("status", ASCENDING)], {"name": "status"}),
+    # Idempotency-Key answers are forgotten at `expires_at` (24 h after the first request).
+    # The TTL monitor deletes them lazily (about once a minute), so readers also treat a
+    # record past `expires_at` as absent; the claim itself relies only on the unique `_id`.
+    Index(
+        IDEMPOTENCY_KEYS,
+        [("expires_at", ASCENDING)],
+        {"expireAfterSeconds": 0, "name": "expires_at_ttl"},
+    ),
 ]
 
 

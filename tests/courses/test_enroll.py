@@ -131,7 +131,8 @@ async def test_enroll_in_a_known_course_is_two_commands_first_time_and_on_repeat
     api, regular, make_user, auth_for, create_course, command_log
 ):
     """The hot path: the course is known to exist, so one upsert of the enrollment (which
-    also returns an existing one) and one guarded course update."""
+    also returns an existing one) and one guarded course update. Without an
+    Idempotency-Key header, idempotency costs no command."""
     course = await create_course()
     # A new client verifies the indexes on its server once, before its first enrollment.
     warm_up = await auth_for(await make_user())
@@ -144,6 +145,26 @@ async def test_enroll_in_a_known_course_is_two_commands_first_time_and_on_repeat
         assert response.status_code == expected_status
         commands = [(e.command_name, e.command[e.command_name]) for e in command_log]
         assert commands == [("findAndModify", "enrollments"), ("findAndModify", "courses")]
+
+
+async def test_enroll_with_a_key_costs_one_claim_and_one_store_and_a_replay_one_command(
+    api, regular, create_course, command_log
+):
+    course = await create_course()
+    headers = {**regular[1], "Idempotency-Key": "cost"}
+    command_log.clear()
+    await api.post(f"/api/courses/{course['id']}/enroll/", headers=headers)
+    assert [(e.command_name, e.command[e.command_name]) for e in command_log] == [
+        ("findAndModify", "idempotency_keys"),
+        ("findAndModify", "enrollments"),
+        ("findAndModify", "courses"),
+        ("update", "idempotency_keys"),
+    ]
+    command_log.clear()
+    await api.post(f"/api/courses/{course['id']}/enroll/", headers=headers)
+    assert [(e.command_name, e.command[e.command_name]) for e in command_log] == [
+        ("findAndModify", "idempotency_keys")
+    ]
 
 
 async def test_enroll_in_a_course_removed_behind_the_services_back_is_404(

@@ -201,6 +201,30 @@ def test_bodies_and_shapes(schema):
     }
     enroll = schema["paths"]["/api/courses/{course_id}/enroll/"]["post"]
     assert "requestBody" not in enroll
+
+
+IDEMPOTENT = [
+    ("/api/courses/", "post"),
+    ("/api/courses/{course_id}/enroll/", "post"),
+    ("/api/courses/{course_id}/assign/", "post"),
+    ("/api/courses/{course_id}/assign-multiple/", "post"),
+]
+
+
+def test_idempotent_operations_document_the_header_and_its_answers(schema):
+    for route, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            headers = [p for p in operation.get("parameters", []) if p["in"] == "header"]
+            if (route, method) not in IDEMPOTENT:
+                assert headers == [], (route, method)
+                continue
+            assert [(p["name"], p.get("required", False), p["schema"]) for p in headers] == [
+                ("Idempotency-Key", False, {"type": "string"})
+            ]
+            responses = operation["responses"]
+            assert "idempotency_key_in_progress" in responses["409"]["description"]
+            assert "idempotency_key_reused" in responses["422"]["description"]
+            assert "Idempotency-Key" in responses["400"]["description"]
     logout = schema["paths"]["/api/auth/logout/"]["post"]["responses"]["205"]
     assert "content" not in logout
     course_id = schema["paths"]["/api/courses/{course_id}/"]["get"]["parameters"][0]
