@@ -25,6 +25,13 @@ INDEXES = [
         [("course_id", ASCENDING), ("user_id", ASCENDING)],
         {"unique": True, "name": "course_user_unique"},
     ),
+    # A course's members by the operation that counted them in: adopting a retired bulk
+    # operation's enrollments and reconciling the most recent members (courses.membership).
+    Index(
+        ENROLLMENTS,
+        [("course_id", ASCENDING), ("op", ASCENDING), ("_id", ASCENDING)],
+        {"name": "course_op"},
+    ),
     # A user's own enrollments, newest first.
     Index(
         ENROLLMENTS,
