@@ -24,7 +24,7 @@ from typing import Any
 from bson import Int64
 
 _OPERAND_TYPES = (int, Int64, str)
-_VALUE_TYPES = (int, Int64, float, str, type(None))
+_VALUE_TYPES = frozenset({int, Int64, float, str, type(None)})
 _NUMBER_TYPES = (int, Int64, float)
 _ORDER: dict[str, Callable[[Any, Any], bool]] = {
     "$lt": operator.lt,
@@ -44,7 +44,8 @@ def _excluded(op: str, operand: Any) -> set | None:
 
 
 def _scalars(values: list[Any]) -> bool:
-    return all(type(v) in _VALUE_TYPES for v in values)
+    types = _VALUE_TYPES
+    return all(type(v) in types for v in values)
 
 
 def _field(doc: dict[str, Any], path: str) -> tuple[bool, list[Any]] | None:
@@ -60,11 +61,13 @@ def _field(doc: dict[str, Any], path: str) -> tuple[bool, list[Any]] | None:
         return False, []
     top = doc[head]
     if not tail:
-        if isinstance(top, dict) or (isinstance(top, list) and not _scalars(top)):
-            return None
-        return True, top if isinstance(top, list) else [top]
+        if isinstance(top, list):
+            return (True, top) if _scalars(top) else None
+        return (True, [top]) if type(top) in _VALUE_TYPES else None
     if isinstance(top, dict):
-        return (True, [top[tail]]) if tail in top else (False, [])
+        if tail not in top:
+            return False, []
+        return (True, [top[tail]]) if type(top[tail]) in _VALUE_TYPES else None
     if not isinstance(top, list):
         return False, []
     if tail.isdigit():
@@ -73,11 +76,15 @@ def _field(doc: dict[str, Any], path: str) -> tuple[bool, list[Any]] | None:
         index = int(tail)
         return (True, [top[index]]) if index < len(top) else (False, [])
     values = []
+    append, types = values.append, _VALUE_TYPES
     for element in top:
-        if not isinstance(element, dict):
+        if type(element) is not dict:
             return None
         if tail in element:
-            values.append(element[tail])
+            value = element[tail]
+            if type(value) not in types:
+                return None
+            append(value)
     return bool(values), values
 
 
@@ -86,7 +93,7 @@ def _condition(op: str, operand: Any, present: bool, values: list[Any]) -> bool 
         excluded = _excluded(op, operand)
         if excluded is None:
             return None
-        return not any(value in excluded for value in values)
+        return excluded.isdisjoint(values)
     if op == "$exists":
         return present == operand if type(operand) is bool else None
     compare = _ORDER.get(op)
@@ -117,8 +124,6 @@ def fast_match(filt: dict[str, Any], doc: dict[str, Any]) -> bool | None:
             if found is None:
                 return None
             present, values = found
-            if not _scalars(values):
-                return None
             for op, operand in cond.items():
                 decided = _condition(op, operand, present, values)
                 if decided is None:
