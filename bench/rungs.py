@@ -56,6 +56,7 @@ class Settings:
     enroll_courses: int = 100
     repeat_courses: int = 4
     repeat_users: int = 500
+    big_course_members: int = 1_000_000  # bench.bigcourse; 0 skips that section
 
     @classmethod
     def from_env(cls, *, quick: bool | None = None, profile: bool | None = None) -> Settings:
@@ -78,4 +79,7 @@ class Settings:
             profile=profile,
             profile_seconds=4.0 if quick else 10.0,
             profiler=os.environ.get("BENCH_PROFILER", "py-spy"),
+            big_course_members=int(
+                os.environ.get("BENCH_BIG_COURSE", "100000" if quick else "1000000")
+            ),
         )
