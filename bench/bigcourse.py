@@ -88,34 +88,28 @@ async def measure(bench: Bench, log: Callable[[str], None]) -> dict[str, Any]:
     for round_ in range(1, settings.rounds + 1):
         batch = users[(round_ - 1) * FIRST_PER_WINDOW : round_ * FIRST_PER_WINDOW]
         for label, course in (("1k", small), ("big", big)):
-            first = [enroll_request(course, u["access"]) for u in batch]
-            window, _ = await http_window(
-                rung=f"members_{label}_enroll_first",
-                round_=round_,
-                server=server,
-                mongo_pid=stack.mongo_pid,
-                source=cycling(first),
-                duration=600.0,
-                concurrency=settings.concurrency,
-                limit=len(first),
-                expect=201,
-            )
-            windows.append(window)
-            window, _ = await http_window(
-                rung=f"members_{label}_enroll_repeat",
-                round_=round_,
-                server=server,
-                mongo_pid=stack.mongo_pid,
-                source=cycling(first),
-                duration=settings.duration,
-                concurrency=settings.concurrency,
-                expect=200,
-            )
-            windows.append(window)
-            log(
-                f"round {round_} {label}: repeat {window.cpu_per_1k:.3f} CPU-s/1k, "
-                f"p50 {window.p50_ms:.1f} ms"
-            )
+            requests = cycling([enroll_request(course, u["access"]) for u in batch])
+            # First time (each user once), then the same users again for a window.
+            for kind, limit, duration, expect in (
+                ("first", len(batch), 600.0, 201),
+                ("repeat", None, settings.duration, 200),
+            ):
+                window, _ = await http_window(
+                    rung=f"members_{label}_enroll_{kind}",
+                    round_=round_,
+                    server=server,
+                    mongo_pid=stack.mongo_pid,
+                    source=requests,
+                    duration=duration,
+                    concurrency=settings.concurrency,
+                    limit=limit,
+                    expect=expect,
+                )
+                windows.append(window)
+                log(
+                    f"round {round_} {label} {kind}: {window.cpu_per_1k:.3f} CPU-s/1k, "
+                    f"p50 {window.p50_ms:.1f} ms"
+                )
     # Again once the ledger of applied operations is full (a first enroll is one each).
     sizes["big_after"] = _document_bytes(stack.mongo_uri, stack.db_name, big)
     summaries = {}

@@ -214,13 +214,18 @@ def invariants(mongo_db, settings):
 
 
 class _CommandLog(list):
-    """Records started MongoDB commands (PyMongo command monitoring)."""
+    """Records started MongoDB commands, and the replies of those that succeeded by
+    request id (PyMongo command monitoring)."""
+
+    def __init__(self):
+        super().__init__()
+        self.replies: dict[int, dict] = {}
 
     def started(self, event):
         self.append(event)
 
     def succeeded(self, event):
-        pass
+        self.replies[event.request_id] = event.reply
 
     def failed(self, event):
         pass
@@ -241,7 +246,7 @@ async def command_log(mongo_db):
         (CommandListener,),
         {
             "started": lambda self, e: log.started(e),
-            "succeeded": lambda self, e: None,
+            "succeeded": lambda self, e: log.succeeded(e),
             "failed": lambda self, e: None,
         },
     )()

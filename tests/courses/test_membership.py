@@ -68,56 +68,22 @@ async def test_bulk_embeds_the_newest_of_its_users(api, admin, create_course, in
     assert await invariants(course["id"]) == 25
 
 
-class _ApplyOrder:
-    """The course updates that applied, in the order they applied (PyMongo monitoring):
-    each returns the `enrollers` it produced, which only grows."""
-
-    def __init__(self) -> None:
-        self.started: dict[int, dict] = {}
-        self.applied: list[tuple[int, int, list[int]]] = []
-
-    def started_event(self, event) -> None:
-        if event.command_name == "findAndModify" and event.command["findAndModify"] == "courses":
-            self.started[event.request_id] = event.command
-
-    def succeeded_event(self, event) -> None:
-        command = self.started.pop(event.request_id, None)
-        if command is None or not event.reply.get("value"):
-            return
-        update = command["update"]
+def _applied_course_updates(command_log) -> list[tuple[int, int, list[int]]]:
+    """The course updates that applied, in the order they applied: (enrollers after, added,
+    members pushed), from the commands and their replies (`enrollers` only grows)."""
+    applied = []
+    for event in command_log.named("findAndModify"):
+        reply = command_log.replies.get(event.request_id) or {}
+        if event.command["findAndModify"] != "courses" or not reply.get("value"):
+            continue
+        update = event.command["update"]
         pushed = [m["user_id"] for m in update["$push"]["enrolled_users"]["$each"]]
-        self.applied.append(
-            (event.reply["value"]["enrollers"], update["$inc"]["enrollers"], pushed)
-        )
-
-    def most_recent(self, k: int) -> list[int]:
-        ordered = [uid for _, _, pushed in sorted(self.applied) for uid in pushed]
-        return ordered[-k:]
-
-
-@pytest.fixture
-async def apply_order(mongo_db):
-    from pymongo.monitoring import CommandListener
-
-    from mongo.client import reset_client
-
-    order = _ApplyOrder()
-    listener = type(
-        "Listener",
-        (CommandListener,),
-        {
-            "started": lambda self, e: order.started_event(e),
-            "succeeded": lambda self, e: order.succeeded_event(e),
-            "failed": lambda self, e: None,
-        },
-    )()
-    await reset_client([listener])
-    yield order
-    await reset_client([])
+        applied.append((reply["value"]["enrollers"], update["$inc"]["enrollers"], pushed))
+    return sorted(applied)
 
 
 async def test_300_concurrent_enrolls_and_2_overlapping_bulk_assigns_with_a_cap_of_50(
-    api, admin, auth_for, create_course, invariants, settings, apply_order
+    api, admin, auth_for, create_course, invariants, settings, command_log
 ):
     """The invariants hold, and the array is exactly the 50 members pushed last in the
     order in which the course updates applied ("most recent")."""
@@ -138,11 +104,12 @@ async def test_300_concurrent_enrolls_and_2_overlapping_bulk_assigns_with_a_cap_
     )
     assert all(r.status_code in (200, 201) for r in responses), [r.text for r in responses]
     assert await invariants(course["id"], in_order=False) == 400
+    applied = _applied_course_updates(command_log)
+    in_applied_order = [uid for _, _, pushed in applied for uid in pushed]
     stored = await get_db().courses.find_one({"_id": ObjectId(course["id"])})
-    assert [u["user_id"] for u in stored["enrolled_users"]] == apply_order.most_recent(50)
+    assert [u["user_id"] for u in stored["enrolled_users"]] == in_applied_order[-50:]
     # Every member was counted by exactly one applied update.
-    assert sum(inc for _, inc, _ in apply_order.applied) == 400
-    assert [after for after, _, _ in sorted(apply_order.applied)][-1] == 400
+    assert sum(added for _, added, _ in applied) == applied[-1][0] == 400
 
 
 async def test_repeat_out_of_the_ledger_window_never_counts_twice(
@@ -219,17 +186,20 @@ async def test_reconcile_leaves_a_request_in_flight_alone(
     assert await invariants(course["id"]) == 1
 
 
+async def _failed_bulk(api, admin, monkeypatch, course_id: str, ids: list[int]) -> None:
+    """A bulk assignment that dies between its insert and its course update."""
+    monkeypatch.setattr(repository, "course_apply_op", _crash_course_update)
+    failed = await api.post(_assign_multiple(course_id), json={"user_ids": ids}, headers=admin[1])
+    assert failed.status_code == 503
+    monkeypatch.undo()
+
+
 async def test_identical_bulk_retry_counts_what_the_failed_one_inserted(
     api, admin, create_course, invariants, monkeypatch
 ):
     course = await create_course()
     ids = await _bulk_users(300, prefix="retry")
-    monkeypatch.setattr(repository, "course_apply_op", _crash_course_update)
-    failed = await api.post(
-        _assign_multiple(course["id"]), json={"user_ids": ids}, headers=admin[1]
-    )
-    assert failed.status_code == 503
-    monkeypatch.undo()
+    await _failed_bulk(api, admin, monkeypatch, course["id"], ids)
     retry = (
         await api.post(_assign_multiple(course["id"]), json={"user_ids": ids}, headers=admin[1])
     ).json()
@@ -248,9 +218,7 @@ async def test_concurrent_identical_retries_after_a_failed_bulk_count_each_user_
 ):
     course = await create_course()
     ids = await _bulk_users(200, prefix="twice")
-    monkeypatch.setattr(repository, "course_apply_op", _crash_course_update)
-    await api.post(_assign_multiple(course["id"]), json={"user_ids": ids[:150]}, headers=admin[1])
-    monkeypatch.undo()
+    await _failed_bulk(api, admin, monkeypatch, course["id"], ids[:150])
     reports = await asyncio.gather(
         *(
             api.post(_assign_multiple(course["id"]), json={"user_ids": ids}, headers=admin[1])
@@ -267,9 +235,7 @@ async def test_bulk_retry_writes_stay_constant(api, admin, create_course, comman
     for n in (10, 1000):
         course = await create_course()
         ids = await _bulk_users(n, prefix=f"const{n}_")
-        monkeypatch.setattr(repository, "course_apply_op", _crash_course_update)
-        await api.post(_assign_multiple(course["id"]), json={"user_ids": ids}, headers=admin[1])
-        monkeypatch.undo()
+        await _failed_bulk(api, admin, monkeypatch, course["id"], ids)
         command_log.clear()
         response = await api.post(
             _assign_multiple(course["id"]), json={"user_ids": ids}, headers=admin[1]
