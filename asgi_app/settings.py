@@ -167,6 +167,11 @@ ASSIGN_MAX_USERS = env_int("ASSIGN_MAX_USERS", 10_000)
 # it again (the first attempt is presumed crashed).
 IDEMPOTENCY_KEY_TTL_SECONDS = env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 60 * 60)
 IDEMPOTENCY_LEASE_SECONDS = env_int("IDEMPOTENCY_LEASE_SECONDS", 60)
+# How many of its most recent members a course document embeds (docs/scaling.md, "Membership
+# model"); `enrollers` counts them all, the enrollments collection lists them all.
+COURSE_EMBEDDED_MEMBERS = env_int("COURSE_EMBEDDED_MEMBERS", 1000)
+if COURSE_EMBEDDED_MEMBERS < 1:
+    raise ImproperlyConfigured("COURSE_EMBEDDED_MEMBERS must be at least 1")
 
 THROTTLE_DISABLED = env_bool("THROTTLE_DISABLED", default=False)
 BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", default=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from bench import bigcourse
 from bench.rungs import RUNG_BY_KEY, RUNGS
 
 Results = dict[str, Any]
@@ -260,5 +261,6 @@ def markdown(results: Results) -> str:
     for check in results["targets"]:
         met = "met" if check["met"] else "**unmet**"
         lines.append(f"| {check['name']} | {_f(check['value'])} | {check['target']} | {met} |")
+    lines += bigcourse.lines(results)
     lines += profile_lines(results)
     return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import meta, plot, procs, report
+from bench import bigcourse, meta, plot, procs, report
 from bench import profile as profiling
 from bench.loadgen import Pool, RequestSource, new_event_loop
 from bench.measure import CeilingRunner, Meter, http_window, open_loop_window
@@ -239,6 +239,7 @@ class Bench:
         windows = await self.ladder()
         summaries = summarize(windows)
         bulk = await self.bulk()
+        big_course = await bigcourse.measure(self, log) if settings.big_course_members else None
         open_loop = await self.open_loop(summaries["enroll_first"].throughput)
         profiles = await self.profiles() if settings.profile else []
         return {
@@ -246,6 +247,7 @@ class Bench:
             "summaries": {key: asdict(s) for key, s in summaries.items()},
             "bulk": [asdict(run) for run in bulk],
             "open_loop": open_loop,
+            "big_course": big_course,
             "profiles": [asdict(p) for p in profiles],
         }
 
@@ -275,7 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     procs.pin_self(procs.client_cpu())  # the generator's core; children pin themselves
     started, load_at_start = time.perf_counter(), meta.loadavg()
     log(f"{'quick' if settings.quick else 'full'} run {stem}; starting the stack")
-    with Stack(users=settings.users, token_users=settings.token_users) as stack:
+    with Stack(
+        users=settings.users,
+        token_users=settings.token_users,
+        extra_users=settings.big_course_members,
+    ) as stack:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             measured = runner.run(Bench(stack, settings, stem).run())
         info = meta.collect(stack, settings)

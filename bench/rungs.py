@@ -51,11 +51,12 @@ class Settings:
     profile_seconds: float
     profiler: str = "py-spy"  # or "pyinstrument" (also the fallback when py-spy fails)
     users: int = 10_000
-    token_users: int = 2_000
+    token_users: int = 6_000  # bench.bigcourse spends 5,500 on first-time enrolls
     list_courses: int = 60
     enroll_courses: int = 100
     repeat_courses: int = 4
     repeat_users: int = 500
+    big_course_members: int = 1_000_000  # bench.bigcourse; 0 skips that section
 
     @classmethod
     def from_env(cls, *, quick: bool | None = None, profile: bool | None = None) -> Settings:
@@ -78,4 +79,7 @@ class Settings:
             profile=profile,
             profile_seconds=4.0 if quick else 10.0,
             profiler=os.environ.get("BENCH_PROFILER", "py-spy"),
+            big_course_members=int(
+                os.environ.get("BENCH_BIG_COURSE", "100000" if quick else "1000000")
+            ),
         )

@@ -2,8 +2,9 @@
 
 Runs in its own process against the temporary SQLite database (Django settings come from
 the environment the runner prepares). Writes JSON to `--out`:
-`{"admin": {"id", "access"}, "users": [{"id", "username", "access"}, ...], "all_ids": [...]}`
-where `users` are the first `--tokens` of `--users` regular users.
+`{"admin": {"id", "access"}, "users": [{"id", "username", "access"}, ...], "all_ids": [...],
+"extra_ids": [...]}` where `users` are the first `--tokens` of `--users` regular users and
+`extra_ids` the `--extra-users` members of the big course (bench.bigcourse), in id order.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 from pathlib import Path
 
 
-def seed(users: int, tokens: int) -> dict:
+def seed(users: int, tokens: int, extra: int = 0) -> dict:
     from django.contrib.auth.hashers import make_password
     from django.db import transaction
 
@@ -32,6 +33,20 @@ def seed(users: int, tokens: int) -> dict:
             batch_size=1000,
         )
         regular = list(User.objects.filter(username__startswith="bench").exclude(pk=admin.pk))
+        # Members of the big course (bench.bigcourse): no tokens, only ids.
+        for start in range(0, extra, 50_000):
+            User.objects.bulk_create(
+                [
+                    User(username=f"member{i}", email=f"member{i}@example.com", password=unusable)
+                    for i in range(start, min(start + 50_000, extra))
+                ],
+                batch_size=1000,
+            )
+        extra_ids = list(
+            User.objects.filter(username__startswith="member")
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
         minted = [
             {"id": user.id, "username": user.username, "access": tokens_for_user(user)["access"]}
             for user in regular[:tokens]
@@ -41,6 +56,7 @@ def seed(users: int, tokens: int) -> dict:
         "admin": {"id": admin.id, "access": admin_access},
         "users": minted,
         "all_ids": [user.id for user in regular],
+        "extra_ids": extra_ids,
     }
 
 
@@ -48,13 +64,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.seed")
     parser.add_argument("--users", type=int, required=True)
     parser.add_argument("--tokens", type=int, required=True)
+    parser.add_argument("--extra-users", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "asgi_app.settings")
     import django
 
     django.setup()
-    args.out.write_text(json.dumps(seed(args.users, args.tokens)))
+    args.out.write_text(json.dumps(seed(args.users, args.tokens, args.extra_users)))
 
 
 if __name__ == "__main__":

@@ -25,12 +25,14 @@ class Seeded:
     admin_token: str
     users: list[dict[str, Any]]  # {"id", "username", "access"}: regular users with tokens
     all_ids: list[int]  # every regular user's id
+    extra_ids: list[int] = field(default_factory=list)  # the big course's members
 
 
 @dataclass
 class Stack:
     users: int
     token_users: int
+    extra_users: int = 0
     keep_temp: bool = False
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-")))
     mongo_uri: str = ""
@@ -65,9 +67,12 @@ class Stack:
         run_manage("migrate", "--noinput", "-v", "0", env=env)
         seed_file = self.tmp / "seed.json"
         seed = [sys.executable, "-m", "bench.seed", "--users", str(self.users)]
+        seed += ["--extra-users", str(self.extra_users)]
         _run([*seed, "--tokens", str(self.token_users), "--out", str(seed_file)], env)
         data = json.loads(seed_file.read_text())
-        self.seeded = Seeded(data["admin"]["access"], data["users"], data["all_ids"])
+        self.seeded = Seeded(
+            data["admin"]["access"], data["users"], data["all_ids"], data["extra_ids"]
+        )
         self.servers = {
             "raw": Server("raw", "bench.raw_asgi:app", env, self.tmp / "raw.log"),
             "api": Server("api", "asgi_app.asgi:application", env, self.tmp / "api.log"),

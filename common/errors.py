@@ -72,13 +72,3 @@ class Conflict(DomainError):
     status_code = 409
     code = "conflict"
     default_detail = "The request conflicts with the current state of the resource."
-
-
-class CourseFull(Conflict):
-    """The course document cannot take another member: it would pass MongoDB's 16 MiB
-    document limit (docs/scaling.md gives the ceiling). Nothing of the request is kept."""
-
-    code = "course_document_full"
-    default_detail = (
-        "This course cannot take more members: its document reached MongoDB's 16 MiB limit."
-    )

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from accounts import selectors as accounts
 from common.errors import InvalidInput, NotFound
-from courses import repository, services
+from courses import membership, repository, services
 from courses.documents import Admission, EnrolledUser, Enrollment
 
 logger = logging.getLogger("courses.audit")
@@ -67,7 +67,9 @@ async def assignment_bulk_create(
 
     Users who win a race against this request (a concurrent self-enroll of the same user)
     come back as duplicate-key errors of the bulk insert and are reported as
-    `already_enrolled`, never as failures.
+    `already_enrolled`, never as failures. Users enrolled by an earlier assignment that
+    failed before counting them are `already_enrolled` too, and counted by this one
+    (services.membership_apply_bulk): a retry after a crash converges.
     """
     distinct = list(dict.fromkeys(user_ids))
     chunks = [distinct[i : i + READ_CHUNK] for i in range(0, len(distinct), READ_CHUNK)]
@@ -76,12 +78,13 @@ async def assignment_bulk_create(
         # enrollments, and the query runs beside the others at no extra latency.
         repository.course_admission(course_id, fresh=True),
         asyncio.gather(*(accounts.users_by_ids(ids=chunk) for chunk in chunks)),
-        asyncio.gather(*(repository.enrollment_user_ids_among(course_id, c) for c in chunks)),
+        asyncio.gather(*(repository.enrollment_ops_among(course_id, c) for c in chunks)),
     )
     _check_admits(admission)
     users = {uid: (username, active) for rows in user_chunks for uid, username, active in rows}
-    enrolled = set().union(*enrolled_chunks)
+    enrolled = {uid: op for ops in enrolled_chunks for uid, op in ops.items()}
 
+    op = membership.new_op(bulk=True)
     enrolled_at = repository.now()
     to_insert = [
         Enrollment(
@@ -93,6 +96,7 @@ async def assignment_bulk_create(
             enrolled_at=enrolled_at,
             source="admin",
             assigned_by=admin_id,
+            op=op,
         )
         for uid in distinct
         if uid in users and users[uid][1] and uid not in enrolled
@@ -101,22 +105,18 @@ async def assignment_bulk_create(
     inserted = [
         EnrolledUser(e.user_id, e.username) for e in to_insert if e.user_id not in lost_races
     ]
-    if inserted:
-        try:
-            enrollers = await services.enrollments_count_into_course(course_id, inserted)
-        except NotFound:
-            # The course vanished between the existence check and the course update (it
-            # is the write that proves the course is there): take back what this call
-            # inserted, so nothing stays written for a course that does not exist. A crash
-            # right here leaves them behind: `reconcile_enrollments --orphans` finds them.
-            await repository.enrollment_delete_many(
-                [e.id for e in to_insert if e.user_id not in lost_races]
-            )
-            raise
-    else:
-        enrollers = await repository.course_enrollers(course_id)
-        if enrollers is None:
-            raise NotFound(services.COURSE_NOT_FOUND)
+    found_ops = {o for o in enrolled.values() if o is not None}
+    try:
+        enrollers = await services.membership_apply_bulk(course_id, op, inserted, found_ops)
+    except NotFound:
+        # The course vanished between the existence check and the course update (it is
+        # the write that proves the course is there): take back what this call inserted,
+        # so nothing stays written for a course that does not exist. A crash right here
+        # leaves them behind: `reconcile_enrollments --orphans` finds them.
+        await repository.enrollment_delete_many(
+            [e.id for e in to_insert if e.user_id not in lost_races]
+        )
+        raise
 
     inserted_ids = {u.user_id for u in inserted}
     results = [(uid, _status(uid, users, inserted_ids)) for uid in distinct]

@@ -34,7 +34,7 @@ class Course:
     enrollers: int
     created_at: datetime
     updated_at: datetime
-    # Only loaded when asked for: the array grows with every enrollment.
+    # Only loaded when asked for: the most recent members (at most COURSE_EMBEDDED_MEMBERS).
     enrolled_users: list[EnrolledUser] | None = field(default=None)
     # Version 2 administration fields; documents written before them read as these defaults.
     capacity: int | None = None
@@ -90,3 +90,6 @@ class Enrollment:
     enrolled_at: datetime
     source: str
     assigned_by: int | None
+    # The membership operation that counts this enrollment into its course exactly once
+    # (`courses.membership`); None on enrollments written before that mechanism existed.
+    op: int | None = None

@@ -2,7 +2,8 @@
 
 The enroll path writes the enrollment and then the course in two steps with no
 transaction between them (standalone servers have none); a failure between the two
-leaves `enrollers`/`enrolled_users` short. This recomputes them. Each course is replaced
+leaves `enrollers`/`enrolled_users` short until a retry of the same request counts it in
+(courses.membership). This recomputes them, whatever was left. Each course is replaced
 with a compare-and-set on the values it read, and re-read if a concurrent enrollment
 changed it meanwhile, so running it on a live system does not lose enrollments.
 
@@ -12,13 +13,18 @@ MongoDB that came back without it), and orphans, enrollments of a course that no
 exists (deleted behind the service, or lost by a restore).
 """
 
+import time
 from collections import Counter
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from common.errors import NotFound
-from courses import repository
+from courses import membership, repository
 
 MAX_ATTEMPTS = 5
+# Operations younger than this may belong to a request still running (docs/scaling.md).
+GRACE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -34,38 +40,97 @@ class CourseFix:
         return bool(self.added or self.removed) or self.enrollers_before != self.enrollers_after
 
 
-async def course_reconcile(*, course_id: str, dry_run: bool = False) -> CourseFix:
+async def course_reconcile(
+    *, course_id: str, dry_run: bool = False, grace_seconds: float = GRACE_SECONDS
+) -> CourseFix:
+    """Make the course's counters match its enrollments.
+
+    `enrollers` becomes the number of members, `enrolled_users` the COURSE_EMBEDDED_MEMBERS
+    most recent of them (by operation, then insertion), and each operation counted here is
+    recorded in the ledger, so that a late retry of it cannot count it again.
+
+    Operations younger than `grace_seconds` that the ledger does not record are left out:
+    their request may still be running and will count them itself (a retry or the next
+    run of this command handles them if it died). Enrollments left under a bulk operation
+    that was retired (its request died between insert and adoption) are counted here and
+    detached from operations, so that no assignment adopts them again.
+    """
+    horizon_us = time.time_ns() // 1000 - int(grace_seconds * 1_000_000)
+
+    def settled(op: int) -> bool:
+        return membership.created_at_us(op) <= horizon_us
+
     for _ in range(MAX_ATTEMPTS):
-        course = await repository.course_get(course_id, with_enrolled_users=True)
+        course = await repository.course_counters(course_id)
         if course is None:
             raise NotFound(f"Course {course_id} not found.")
-        truth = await repository.enrollment_users_for_course(course_id)
-        listed = Counter(u.user_id for u in course.enrolled_users or [])
-        true_ids = Counter(u.user_id for u in truth)
+        recorded = set(course.applied)
+        retired = [e - 1 for e in recorded if e & 1 and settled(e - 1)]
+        if retired and not dry_run:
+            await repository.enrollment_restamp(course_id, retired, None)
+        groups = await repository.enrollment_op_counts(course_id)
+        full = len(course.applied) >= membership.APPLIED_OPS
+        floor = course.applied[0] if full else None
+        counted_ops, pending_ops, count = [], [], 0
+        for op, n in groups.items():
+            if op is None or op in recorded or op in retired:
+                count += n
+            elif floor is not None and op < floor:
+                count += n  # out of the ledger's window: presumed applied
+            elif settled(op) and membership.retired(op) not in recorded:
+                count += n  # a request died between its two writes
+                counted_ops.append(op)
+            else:
+                pending_ops.append(op)  # in flight, or retired moments ago
+        recent = await repository.enrollment_recent_members(
+            course_id, limit=settings.COURSE_EMBEDDED_MEMBERS, excluding_ops=pending_ops
+        )
+        listed = Counter(course.enrolled_user_ids)
+        recent_ids = Counter(u.user_id for u in recent)
+        unlisted_ok = await repository.enrollment_ops_among(
+            course_id, [uid for uid in listed if uid not in recent_ids]
+        )
+        strays = [uid for uid in listed if uid not in recent_ids and uid not in unlisted_ok]
         fix = CourseFix(
             course_id=course_id,
             enrollers_before=course.enrollers,
-            enrollers_after=len(truth),
-            added=sorted((true_ids - listed).elements()),
-            removed=sorted((listed - true_ids).elements()),  # strays and duplicates
+            enrollers_after=count,
+            added=sorted((recent_ids - listed).elements()),
+            removed=sorted((listed - recent_ids).elements()),  # strays, duplicates, oldest
         )
-        if dry_run or not fix.changed:
-            return fix
-        if await repository.course_replace_enrolled(
+        in_step = count == course.enrollers and not strays and _holds_recent(listed, recent_ids)
+        if dry_run or (in_step and not counted_ops):
+            return fix if not in_step else _unchanged(fix)
+        if await repository.course_replace_membership(
             course_id,
-            expected_enrollers=course.enrollers,
-            expected_updated_at=course.updated_at,
-            users=truth,
+            expected=course,
+            enrollers=count,
+            members=recent if not in_step else None,
+            applied=sorted(recorded | {o for o in counted_ops if o not in retired}),
         ):
-            return fix
+            return fix if not in_step else _unchanged(fix)
     raise RuntimeError(f"Course {course_id} kept changing; run reconcile again.")
 
 
+def _holds_recent(listed: Counter, recent: Counter) -> bool:
+    """The embedded list is right if it holds distinct members, as many as it should:
+    which of the concurrently counted members are "most recent" is the order in which
+    their course updates applied, which only the list itself records."""
+    return max(listed.values(), default=1) == 1 and sum(listed.values()) == sum(recent.values())
+
+
+def _unchanged(fix: CourseFix) -> CourseFix:
+    return CourseFix(fix.course_id, fix.enrollers_before, fix.enrollers_after, [], [])
+
+
 async def courses_reconcile(
-    *, course_id: str | None = None, dry_run: bool = False
+    *, course_id: str | None = None, dry_run: bool = False, grace_seconds: float = GRACE_SECONDS
 ) -> list[CourseFix]:
     ids = [course_id] if course_id else await repository.course_all_ids()
-    return [await course_reconcile(course_id=cid, dry_run=dry_run) for cid in ids]
+    return [
+        await course_reconcile(course_id=cid, dry_run=dry_run, grace_seconds=grace_seconds)
+        for cid in ids
+    ]
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,19 @@ duplicate keys become return values, connection failures a 503 (`ServiceUnavaila
 
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from bson import Decimal128, ObjectId
+from bson import Decimal128, Int64, ObjectId
+from django.conf import settings
 from pymongo import ASCENDING, DESCENDING, InsertOne, ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from common.errors import CourseFull
+from courses import membership
 from courses.documents import (
     COURSE_ARCHIVED,
     COURSE_OPEN,
@@ -45,9 +46,6 @@ from mongo.indexes import (
 )
 
 DUPLICATE_KEY = 11000
-# mongod refusing a document over 16 MiB: the result of an update (17419), or any BSON
-# object (BSONObjectTooLarge).
-DOCUMENT_TOO_LARGE = {17419, 10334}
 _LIST_PROJECTION = {"enrolled_users": 0, "title_words": 0}
 
 
@@ -117,6 +115,7 @@ def _enrollment(doc: dict[str, Any]) -> Enrollment:
         enrolled_at=doc["enrolled_at"],
         source=doc["source"],
         assigned_by=doc.get("assigned_by"),
+        op=doc.get("op"),
     )
 
 
@@ -130,6 +129,7 @@ def _enrollment_doc(enrollment: Enrollment) -> dict[str, Any]:
         "enrolled_at": enrollment.enrolled_at,
         "source": enrollment.source,
         "assigned_by": enrollment.assigned_by,
+        "op": None if enrollment.op is None else Int64(enrollment.op),
     }
 
 
@@ -145,6 +145,7 @@ async def course_insert(course: Course) -> bool:
         "display_price": {"amount": Decimal128(course.amount), "currency": course.currency},
         "enrolled_users": [],
         "enrollers": 0,
+        "applied": [],
         "created_at": course.created_at,
         "updated_at": course.updated_at,
         "capacity": course.capacity,
@@ -179,7 +180,7 @@ async def course_get(course_id: str, *, with_enrolled_users: bool = False) -> Co
 # answers are kept, per database, oldest forgotten first beyond the bound, each with the
 # course's admission state (status, window) as last seen by this process. That state is
 # only a hint — another process may have archived the course since — so the write that
-# counts a self-enrollment re-checks it atomically (see `course_add_enrolled`). The memory
+# counts a self-enrollment re-checks it atomically (see `course_apply_op`). The memory
 # is of one server and does not outlive what it remembers: a course can still vanish behind
 # the service (an operator's delete, a MongoDB restored from an older snapshot or started
 # without its data), so an entry expires after KNOWN_COURSES_TTL_SECONDS, all are
@@ -236,20 +237,19 @@ async def course_exists(course_id: str, *, fresh: bool = False) -> bool:
     return await course_admission(course_id, fresh=fresh) is not None
 
 
-async def course_admission_counting(course_id: str, user_id: int) -> tuple[Admission, bool] | None:
-    """(admission state, whether `user_id` is counted in `enrolled_users`), read fresh;
-    None if the course does not exist. For the rare path where counting a user failed."""
+async def course_admission_ledger(course_id: str) -> tuple[Admission, list[int]] | None:
+    """(admission state, the `applied` ledger), read fresh; None if the course does not
+    exist. For the rare path where applying an enrollment's operation failed."""
     with unavailable_on_driver_error():
         doc = await get_collection(COURSES).find_one(
-            {"_id": ObjectId(course_id)},
-            {**_ADMISSION_PROJECTION, "enrolled_users": {"$elemMatch": {"user_id": user_id}}},
+            {"_id": ObjectId(course_id)}, {**_ADMISSION_PROJECTION, "applied": 1}
         )
     if doc is None:
-        _known_courses.pop((get_db().name, course_id), None)
+        course_forget(course_id)
         return None
     admission = _admission(doc)
     _remember_course(course_id, admission)
-    return admission, bool(doc.get("enrolled_users"))
+    return admission, list(doc.get("applied") or [])
 
 
 async def course_update(course_id: str, changes: dict[str, Any]) -> Course | None:
@@ -396,33 +396,69 @@ def _admits_self_enrollment(moment: datetime) -> dict[str, Any]:
     }
 
 
-async def course_add_enrolled(
-    course_id: str, users: Sequence[EnrolledUser], *, self_enrollment_at: datetime | None = None
-) -> int | None:
-    """Count `users` into the course in one atomic update; returns the new `enrollers`.
+def _embedded_members() -> int:
+    return settings.COURSE_EMBEDDED_MEMBERS
 
-    The filter makes the update all-or-nothing per call: it matches only when none of
-    `users` is in `enrolled_users` yet, so nobody is ever pushed or counted twice. With
-    `self_enrollment_at`, it also matches only while the course takes self-enrollments at
-    that moment (open, inside its window): the authoritative check, whatever a process's
-    cache believes. Returns None when it did not match (no such course, one of them is
-    already there, or the course refuses); raises CourseFull when the course document
-    cannot grow by `users` (MongoDB's 16 MiB limit).
+
+def _member(user: EnrolledUser) -> dict[str, Any]:
+    return {"user_id": user.user_id, "username": user.username}
+
+
+def _op_guard(ops: Sequence[int]) -> dict[str, Any]:
+    """Matches a course on which none of `ops` can have been applied or retired.
+
+    `applied` keeps the APPLIED_OPS largest operation ids applied or retired on the course,
+    in ascending order. An id absent from it was never recorded if the ledger is not full
+    yet, or if the id is larger than its smallest entry (everything evicted was smaller
+    than that); anything else may have been, and does not match.
     """
-    ids = [u.user_id for u in users]
-    guard = {"$ne": ids[0]} if len(ids) == 1 else {"$nin": ids}
-    query: dict[str, Any] = {"_id": ObjectId(course_id), "enrolled_users.user_id": guard}
+    recorded = [v for op in ops for v in (op, membership.retired(op))]
+    return {
+        "applied": {"$nin": recorded},
+        "$or": [
+            {f"applied.{membership.APPLIED_OPS - 1}": {"$exists": False}},
+            {"applied.0": {"$lt": min(ops)}},
+        ],
+    }
+
+
+def _record(ops: Sequence[int]) -> dict[str, Any]:
+    return {"$each": list(ops), "$sort": 1, "$slice": -membership.APPLIED_OPS}
+
+
+async def course_apply_op(
+    course_id: str,
+    op: int,
+    *,
+    count: int,
+    members: Sequence[EnrolledUser],
+    self_enrollment_at: datetime | None = None,
+) -> int | None:
+    """Count one membership operation into the course, once: `count` more members, and
+    `members` (its newest, oldest first) appended to `enrolled_users`, which keeps the
+    COURSE_EMBEDDED_MEMBERS most recent. Returns the new `enrollers`, or None when the
+    update did not apply (no such course, `op` applied, retired or out of the window, or
+    the course refuses). With `self_enrollment_at`, it applies only while the course takes
+    self-enrollments at that moment (open, inside its window): the authoritative check,
+    whatever a process's cache believes.
+
+    One findAndModify whose server cost is bounded by the ledger and the embedded list,
+    whatever the number of members.
+    """
+    query: dict[str, Any] = {"_id": ObjectId(course_id), **_op_guard([op])}
     if self_enrollment_at is not None:
         query.update(_admits_self_enrollment(self_enrollment_at))
-    with unavailable_on_driver_error(), _course_full_on_too_large():
+    with unavailable_on_driver_error():
         doc = await get_collection(COURSES).find_one_and_update(
             query,
             {
-                "$inc": {"enrollers": len(users)},
+                "$inc": {"enrollers": count},
                 "$push": {
                     "enrolled_users": {
-                        "$each": [{"user_id": u.user_id, "username": u.username} for u in users]
-                    }
+                        "$each": [_member(u) for u in members],
+                        "$slice": -_embedded_members(),
+                    },
+                    "applied": _record([op]),
                 },
                 "$set": {"updated_at": now()},
             },
@@ -432,54 +468,105 @@ async def course_add_enrolled(
     return None if doc is None else doc["enrollers"]
 
 
-@contextmanager
-def _course_full_on_too_large() -> Iterator[None]:
-    try:
-        yield
-    except OperationFailure as exc:
-        if exc.code in DOCUMENT_TOO_LARGE:
-            raise CourseFull() from exc
-        raise
+async def course_retire_op(course_id: str, op: int) -> bool:
+    """Mark a bulk operation that was not applied as never to be applied; True if this call
+    retired it (then its enrollments can be adopted by another operation)."""
+    with unavailable_on_driver_error():
+        result = await get_collection(COURSES).update_one(
+            {"_id": ObjectId(course_id), **_op_guard([op])},
+            {
+                "$push": {"applied": _record([membership.retired(op)])},
+                "$set": {"updated_at": now()},
+            },
+        )
+    return result.modified_count == 1
 
 
-async def course_enrolled_user_ids(course_id: str) -> tuple[int, set[int]] | None:
-    """(enrollers, user ids in enrolled_users); reads the whole array, for repair paths only."""
+async def course_ledger(course_id: str) -> list[int] | None:
+    """The course's `applied` ledger (ascending), or None if there is no such course."""
     with unavailable_on_driver_error():
         doc = await get_collection(COURSES).find_one(
-            {"_id": ObjectId(course_id)}, {"enrollers": 1, "enrolled_users.user_id": 1}
+            {"_id": ObjectId(course_id)}, {"applied": 1, "_id": 0}
         )
     if doc is None:
         course_forget(course_id)
         return None
-    return doc["enrollers"], {u["user_id"] for u in doc.get("enrolled_users", [])}
+    return list(doc.get("applied") or [])
 
 
-async def course_replace_enrolled(
+@dataclass(frozen=True)
+class CourseCounters:
+    enrollers: int
+    updated_at: datetime
+    enrolled_user_ids: list[int]
+    applied: list[int]
+
+
+async def course_counters(course_id: str) -> CourseCounters | None:
+    """What reconciliation compares: the counters, the embedded ids and the ledger."""
+    with unavailable_on_driver_error():
+        doc = await get_collection(COURSES).find_one(
+            {"_id": ObjectId(course_id)},
+            {"enrollers": 1, "updated_at": 1, "enrolled_users.user_id": 1, "applied": 1},
+        )
+    if doc is None:
+        return None
+    return CourseCounters(
+        enrollers=doc["enrollers"],
+        updated_at=doc["updated_at"],
+        enrolled_user_ids=[u["user_id"] for u in doc.get("enrolled_users", [])],
+        applied=list(doc.get("applied") or []),
+    )
+
+
+async def course_replace_membership(
     course_id: str,
     *,
-    expected_enrollers: int,
-    expected_updated_at: datetime,
-    users: Sequence[EnrolledUser],
+    expected: CourseCounters,
+    enrollers: int,
+    members: Sequence[EnrolledUser] | None,
+    applied: Sequence[int],
 ) -> bool:
-    """Set the counters to `users`, only if the course did not change since it was read."""
+    """Set the counters, only if the course did not change since `expected` was read.
+
+    `members` (None: unchanged) becomes `enrolled_users`; `applied` the ledger: the
+    operations now counted in, so that a late retry of one of them finds it applied.
+    """
+    changes: dict[str, Any] = {
+        "enrollers": enrollers,
+        "applied": [Int64(op) for op in sorted(applied)[-membership.APPLIED_OPS :]],
+        "updated_at": now(),
+    }
+    if members is not None:
+        changes["enrolled_users"] = [_member(u) for u in members]
     with unavailable_on_driver_error():
         result = await get_collection(COURSES).update_one(
             {
                 "_id": ObjectId(course_id),
-                "enrollers": expected_enrollers,
-                "updated_at": expected_updated_at,
+                "enrollers": expected.enrollers,
+                "updated_at": expected.updated_at,
+                "applied": expected.applied,
             },
-            {
-                "$set": {
-                    "enrolled_users": [
-                        {"user_id": u.user_id, "username": u.username} for u in users
-                    ],
-                    "enrollers": len(users),
-                    "updated_at": now(),
-                }
-            },
+            {"$set": changes},
         )
     return result.matched_count == 1
+
+
+async def course_trim_members(course_id: str) -> bool:
+    """Migration: cut `enrolled_users` to its COURSE_EMBEDDED_MEMBERS newest entries and
+    start an empty ledger where there is none. Atomic per course, so safe while enrollments
+    go on; True if the course changed."""
+    keep = _embedded_members()
+    with unavailable_on_driver_error():
+        trimmed = await get_collection(COURSES).update_one(
+            {"_id": ObjectId(course_id), f"enrolled_users.{keep}": {"$exists": True}},
+            {"$push": {"enrolled_users": {"$each": [], "$slice": -keep}}},
+        )
+        ledger = await get_collection(COURSES).update_one(
+            {"_id": ObjectId(course_id), "applied": {"$exists": False}},
+            {"$set": {"applied": []}},
+        )
+    return trimmed.modified_count + ledger.modified_count > 0
 
 
 # Enrollments
@@ -550,22 +637,47 @@ async def enrollment_delete(enrollment_id: str) -> None:
         await get_collection(ENROLLMENTS).delete_one({"_id": ObjectId(enrollment_id)})
 
 
-async def enrollment_delete_for_users(course_id: str, user_ids: Sequence[int]) -> None:
-    """Take back the enrollments of `user_ids` in the course (one `$in` delete)."""
-    with unavailable_on_driver_error():
-        await get_collection(ENROLLMENTS).delete_many(
-            {"course_id": ObjectId(course_id), "user_id": {"$in": list(user_ids)}}
-        )
-
-
-async def enrollment_user_ids_among(course_id: str, user_ids: Sequence[int]) -> set[int]:
-    """Which of `user_ids` are enrolled in the course; one `$in` query."""
+async def enrollment_ops_among(course_id: str, user_ids: Sequence[int]) -> dict[int, int | None]:
+    """Which of `user_ids` are enrolled in the course, with the operation that counts each
+    in (None for enrollments older than operations); one `$in` query."""
     cursor = get_collection(ENROLLMENTS).find(
         {"course_id": ObjectId(course_id), "user_id": {"$in": list(user_ids)}},
-        {"user_id": 1, "_id": 0},
+        {"user_id": 1, "op": 1, "_id": 0},
     )
     with unavailable_on_driver_error():
-        return {doc["user_id"] async for doc in cursor}
+        return {doc["user_id"]: doc.get("op") async for doc in cursor}
+
+
+async def enrollment_restamp(course_id: str, ops: Sequence[int], op: int | None) -> int:
+    """Move the course's enrollments of (retired) `ops` to `op`; returns how many moved.
+    None detaches them from operations: counted, never to be adopted again.
+
+    Each enrollment is moved by one caller only (the filter requires its old id), so
+    concurrent adopters of the same retired operation share its enrollments exactly.
+    """
+    collection = await _enrollments_for_write()
+    with unavailable_on_driver_error():
+        result = await collection.update_many(
+            {"course_id": ObjectId(course_id), "op": {"$in": [Int64(o) for o in ops]}},
+            {"$set": {"op": None if op is None else Int64(op)}},
+        )
+    return result.modified_count
+
+
+async def enrollment_members_of_op(course_id: str, op: int, *, limit: int) -> list[EnrolledUser]:
+    """The newest `limit` enrollments of one operation, oldest first."""
+    cursor = (
+        get_collection(ENROLLMENTS)
+        .find(
+            {"course_id": ObjectId(course_id), "op": Int64(op)},
+            {"user_id": 1, "username": 1, "_id": 0},
+        )
+        .sort([("_id", DESCENDING)])
+        .limit(limit)
+    )
+    with unavailable_on_driver_error():
+        members = [EnrolledUser(doc["user_id"], doc["username"]) async for doc in cursor]
+    return members[::-1]
 
 
 async def enrollment_count_for_user(user_id: int) -> int:
@@ -585,15 +697,29 @@ async def enrollment_page_for_user(user_id: int, *, limit: int, offset: int) -> 
         return [_enrollment(doc) async for doc in cursor]
 
 
-async def enrollment_users_for_course(course_id: str) -> list[EnrolledUser]:
-    """Everyone enrolled in the course, in enrollment order: the source of truth."""
+async def enrollment_member_count(course_id: str) -> int:
+    """How many members the course has: the source of truth for `enrollers`."""
+    with unavailable_on_driver_error():
+        return await get_collection(ENROLLMENTS).count_documents({"course_id": ObjectId(course_id)})
+
+
+async def enrollment_recent_members(
+    course_id: str, *, limit: int, excluding_ops: Sequence[int] = ()
+) -> list[EnrolledUser]:
+    """The course's `limit` most recent members, oldest first: by operation id, then by
+    insertion (`_id`); enrollments older than operations come first."""
+    query: dict[str, Any] = {"course_id": ObjectId(course_id)}
+    if excluding_ops:
+        query["op"] = {"$nin": [Int64(op) for op in excluding_ops]}
     cursor = (
         get_collection(ENROLLMENTS)
-        .find({"course_id": ObjectId(course_id)}, {"user_id": 1, "username": 1, "_id": 0})
-        .sort([("enrolled_at", 1), ("_id", 1)])
+        .find(query, {"user_id": 1, "username": 1, "_id": 0})
+        .sort([("op", DESCENDING), ("_id", DESCENDING)])
+        .limit(limit)
     )
     with unavailable_on_driver_error():
-        return [EnrolledUser(doc["user_id"], doc["username"]) async for doc in cursor]
+        members = [EnrolledUser(doc["user_id"], doc["username"]) async for doc in cursor]
+    return members[::-1]
 
 
 # Repairs (reconcile_enrollments): full scans, never on a request path.
@@ -686,3 +812,14 @@ async def enrollment_index_ensure() -> bool:
     except DuplicateKeyError:
         return False
     return True
+
+
+async def enrollment_op_counts(course_id: str) -> dict[int | None, int]:
+    """How many enrollments of the course each operation has (None: none recorded)."""
+    pipeline = [
+        {"$match": {"course_id": ObjectId(course_id)}},
+        {"$group": {"_id": "$op", "n": {"$sum": 1}}},
+    ]
+    with unavailable_on_driver_error():
+        result = await cursor(get_collection(ENROLLMENTS).aggregate(pipeline))
+        return {doc["_id"]: doc["n"] async for doc in result}

@@ -1,11 +1,14 @@
 """Course and enrollment rules (writes)."""
 
+import logging
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from common.errors import Conflict, CourseFull, InvalidInput, NotFound, ServiceUnavailable
-from courses import repository
+from django.conf import settings
+
+from common.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from courses import membership, repository
 from courses.documents import COURSE_OPEN, Admission, Course, EnrolledUser, Enrollment
 
 COURSE_NOT_FOUND = "Course not found."
@@ -31,6 +34,9 @@ def refusal_error(
     """The 409 a new enrollment at `moment` gets, or None when the course takes it."""
     reason = admission.refusal(moment, self_enrollment=self_enrollment)
     return None if reason is None else _REFUSALS[reason]()
+
+
+logger = logging.getLogger("courses.membership")
 
 
 async def course_create(
@@ -98,11 +104,11 @@ async def enrollment_create(
 ) -> tuple[Enrollment, bool]:
     """Enroll a user exactly once; returns (enrollment, created).
 
-    The unique (course_id, user_id) index decides who wins a race: only the request whose
-    insert succeeded counts the user into the course. A repeat returns the existing
-    enrollment and re-applies the guarded course update, which changes nothing when the
-    course is consistent and completes the work of an earlier attempt that failed between
-    its two writes — so a retried request converges to the invariant.
+    The unique (course_id, user_id) index decides who wins a race: one enrollment exists,
+    carrying the membership operation that counts it into the course (courses.membership).
+    Whoever sees that operation unapplied applies it, and the course update is filtered on
+    the course's ledger of applied operations, so it is counted once: a repeat or a retry
+    after a failure between the two writes converges, whichever request gets there first.
     """
     admission = await repository.course_admission(course_id)
     if admission is None:
@@ -129,7 +135,8 @@ async def enrollment_create(
 async def enrollment_create_in_course(
     *, course_id: str, user_id: int, username: str, source: str, assigned_by: int | None
 ) -> tuple[Enrollment, bool]:
-    """`enrollment_create` for a course the caller has just seen exist."""
+    """`enrollment_create` for a course the caller has just seen exist: two commands, the
+    enrollment upsert and the guarded course update."""
     enrollment = Enrollment(
         id=repository.new_id(),
         user_id=user_id,
@@ -139,36 +146,38 @@ async def enrollment_create_in_course(
         enrolled_at=repository.now(),
         source=source,
         assigned_by=assigned_by,
+        op=membership.new_op(bulk=False),
     )
     existing = await repository.enrollment_insert_or_get(enrollment)
-    stored = enrollment if existing is None else existing
-    try:
-        # A repeat re-applies the guarded update: a no-op unless an earlier attempt failed
-        # between its two writes. A self-enrollment is counted only while the course takes
-        # self-enrollments (see _settle_uncounted, which may be taking this one back).
-        counted = await repository.course_add_enrolled(
-            course_id,
-            [EnrolledUser(stored.user_id, stored.username)],
-            self_enrollment_at=_self_moment(
-                stored, enrollment.enrolled_at if existing is None else repository.now()
-            ),
-        )
-    except CourseFull:
-        # The user is not in the full course's array (the guard would not have matched):
-        # take the uncounted enrollment back, so the 409 leaves nothing behind.
-        await repository.enrollment_delete(stored.id)
-        raise
-    if existing is not None:
-        return existing, False
-    if counted is None:
-        await _settle_uncounted(enrollment)
-    return enrollment, True
+    if existing is None:
+        if await _apply_single(enrollment, enrollment.enrolled_at) is None:
+            await _settle_unapplied(enrollment)
+        return enrollment, True
+    # A repeat: re-apply the enrollment's operation, a no-op unless an earlier attempt
+    # failed between its two writes. Enrollments of a bulk operation are the bulk path's
+    # (a repeat of that assignment adopts them); older ones were counted by version 1.
+    if existing.op is not None and not membership.is_bulk(existing.op):
+        await _apply_single(existing, repository.now())
+    return existing, False
 
 
 def _self_moment(enrollment: Enrollment, moment: datetime) -> datetime | None:
     """The moment whose admission rules a counting write checks; None for admin
     assignments, which the service checked before writing and windows do not bind."""
     return moment if enrollment.source == "self" else None
+
+
+async def _apply_single(enrollment: Enrollment, moment: datetime) -> int | None:
+    if enrollment.op is None:
+        return None  # counted before operations existed
+    member = EnrolledUser(enrollment.user_id, enrollment.username)
+    return await repository.course_apply_op(
+        enrollment.course_id,
+        enrollment.op,
+        count=1,
+        members=[member],
+        self_enrollment_at=_self_moment(enrollment, moment),
+    )
 
 
 async def _existing_or_refuse(
@@ -181,20 +190,24 @@ async def _existing_or_refuse(
     return existing, False
 
 
-async def _settle_uncounted(enrollment: Enrollment) -> None:
-    """The enrollment was inserted but its counting write did not match: find out why.
+async def _settle_unapplied(enrollment: Enrollment) -> None:
+    """The enrollment was inserted but its operation did not apply: find out why.
 
-    Either a concurrent repeat counted the user first (nothing to do), or the course
-    refuses it — archived or outside the window as seen by the counting write itself,
-    which a process's cache cannot know — or the course was removed behind the service's
-    back: then the enrollment is taken back and the caller gets the 409 or 404.
+    The course was removed behind the service's back (take the enrollment back: 404); a
+    concurrent repeat applied the operation first (nothing to do); the course refuses a
+    self-enrollment — archived or outside the window as seen by the counting write itself,
+    which a process's cache cannot know — (take it back: the 409); or it changed back
+    (reopened) between the two reads: apply once more. If that misses too, more than
+    APPLIED_OPS newer operations were applied while this request sat between its writes
+    and it fell out of the ledger's window: the course is one short until
+    reconcile_enrollments runs. Say so loudly, that should never happen.
     """
-    state = await repository.course_admission_counting(enrollment.course_id, enrollment.user_id)
+    state = await repository.course_admission_ledger(enrollment.course_id)
     if state is None:
         await repository.enrollment_delete(enrollment.id)
         raise NotFound(COURSE_NOT_FOUND)
-    admission, counted = state
-    if counted:
+    admission, ledger = state
+    if enrollment.op in ledger:
         return
     # Only self-enrollments are counted conditionally; an admin assignment is never
     # taken back (the service checked the course before writing it).
@@ -204,50 +217,77 @@ async def _settle_uncounted(enrollment: Enrollment) -> None:
     if refused:
         await repository.enrollment_delete(enrollment.id)
         raise refused
-    # The course changed back (reopened) between the two reads: count once more; a
-    # retried request or reconcile_enrollments completes it if this misses again.
-    await repository.course_add_enrolled(
-        enrollment.course_id,
-        [EnrolledUser(enrollment.user_id, enrollment.username)],
-        self_enrollment_at=_self_moment(enrollment, repository.now()),
-    )
+    if await _apply_single(enrollment, repository.now()) is None:
+        logger.warning(
+            "membership operation not applied; run reconcile_enrollments",
+            extra={"course_id": enrollment.course_id, "op": enrollment.op},
+        )
 
 
-async def enrollments_count_into_course(course_id: str, users: list[EnrolledUser]) -> int:
-    """Add newly enrolled `users` to the course counters once; returns the new `enrollers`.
+# Bulk operations adopt at most this many retired operations' enrollments per request, and
+# give up after this many rounds of losing their own operation to a concurrent adopter.
+MAX_ADOPTED_OPS = 16
+MAX_ROUNDS = 5
 
-    The guarded update is all-or-nothing, so when a concurrent repeat request already
-    counted one of them in (see `enrollment_create`), re-read which are present and retry
-    with the rest. Only users whose enrollment this caller inserted are passed here, so
-    each can be counted in by at most one other request and the loop ends quickly.
+
+async def membership_apply_bulk(
+    course_id: str, op: int, inserted: list[EnrolledUser], found_ops: set[int]
+) -> int:
+    """Count a bulk assignment into the course once; returns the new `enrollers`.
+
+    `inserted` are the enrollments this request wrote under `op` (request order);
+    `found_ops` the operations of the requested users who were enrolled already. Among
+    those, a bulk operation that was never applied is an assignment that failed (or is
+    still running) between its insert and its course update: it is retired on the course,
+    which makes its own course update impossible, and its enrollments are moved under `op`
+    and counted with this request's. If our own operation is retired that way by a
+    concurrent request, the enrollments still under it are moved to a fresh one. Every
+    enrollment thus ends under exactly one operation, applied exactly once.
     """
-    pending = users
-    for _ in range(len(users) + 1):  # each retry has at least one user fewer
-        try:
-            enrollers = await repository.course_add_enrolled(course_id, pending)
-        except CourseFull:
-            await _take_back_uncounted(course_id, pending)
-            raise
+    adopted = 0
+    stale = [o for o in found_ops if membership.is_bulk(o) and o != op][:MAX_ADOPTED_OPS]
+    if stale:
+        retired = await _retired_among(course_id, stale)
+        if retired:
+            adopted = await repository.enrollment_restamp(course_id, retired, op)
+    count = len(inserted) + adopted
+    for _ in range(MAX_ROUNDS):
+        if adopted:
+            members = await repository.enrollment_members_of_op(
+                course_id, op, limit=settings.COURSE_EMBEDDED_MEMBERS
+            )
+        else:
+            members = inserted[-settings.COURSE_EMBEDDED_MEMBERS :]
+        if count == 0:
+            enrollers = await repository.course_enrollers(course_id)
+        else:
+            enrollers = await repository.course_apply_op(
+                course_id, op, count=count, members=members
+            )
         if enrollers is not None:
             return enrollers
-        state = await repository.course_enrolled_user_ids(course_id)
-        if state is None:
+        if await repository.course_ledger(course_id) is None:
             raise NotFound(COURSE_NOT_FOUND)
-        enrollers, present = state
-        remaining = [u for u in pending if u.user_id not in present]
-        if not remaining:
-            return enrollers
-        if len(remaining) == len(pending):
-            break  # nothing explains the mismatch; leave it to reconcile_enrollments
-        pending = remaining
+        # Our operation was retired by a concurrent adopter (or fell out of the ledger's
+        # window while we inserted): nobody else applies bulk operations, so what is still
+        # under it is uncounted. Move it to a fresh operation and count that.
+        fresh = membership.new_op(bulk=True)
+        count = adopted = await repository.enrollment_restamp(course_id, [op], fresh)
+        op = fresh
     raise ServiceUnavailable("Could not update the course counters; retry the request.")
 
 
-async def _take_back_uncounted(course_id: str, users: list[EnrolledUser]) -> None:
-    """Delete the enrollments of `users` that the course does not count (all of them,
-    unless a concurrent repeat request counted one in meanwhile)."""
-    state = await repository.course_enrolled_user_ids(course_id)
-    present = state[1] if state is not None else set()
-    uncounted = [u.user_id for u in users if u.user_id not in present]
-    if uncounted:
-        await repository.enrollment_delete_for_users(course_id, uncounted)
+async def _retired_among(course_id: str, ops: list[int]) -> list[int]:
+    """Which of these bulk operations are retired now: those retired before, and those
+    this call retires because they were never applied (their owner failed, or is slow)."""
+    ledger = await repository.course_ledger(course_id)
+    if ledger is None:
+        raise NotFound(COURSE_NOT_FOUND)
+    recorded = set(ledger)
+    retired = []
+    for op in ops:
+        if membership.retired(op) in recorded:
+            retired.append(op)
+        elif op not in recorded and await repository.course_retire_op(course_id, op):
+            retired.append(op)
+    return retired

@@ -8,7 +8,6 @@ from accounts.permissions import IsAdmin
 from asgi_app.pagination import page_body, page_params
 from asgi_app.schema import ERRORS, LIST_PARAMS, ErrorSerializer, paginated
 from asgi_app.views import ApiView, validated
-from common.errors import CourseFull
 from courses import assignment, selectors, services
 from courses.idempotency import idempotent, idempotent_object_id
 from courses.serializers import (
@@ -31,7 +30,6 @@ ARCHIVED_FOR_ADMINS = "Only admins can list archived courses."
 _CONFLICTS = {
     CourseArchived.code: "The course is archived (`course_archived`).",
     EnrollmentClosed.code: "Outside the course's enrollment window (`enrollment_closed`).",
-    CourseFull.code: "The course document reached MongoDB's size limit (`course_document_full`).",
 }
 
 
@@ -150,7 +148,7 @@ class EnrollView(ApiView):
             201: OpenApiResponse(EnrollmentSerializer, description="Enrolled."),
             200: OpenApiResponse(EnrollmentSerializer, description="Already enrolled (same one)."),
             **ERRORS(401, 404, 413, 503),
-            **_conflict(CourseArchived.code, EnrollmentClosed.code, CourseFull.code),
+            **_conflict(CourseArchived.code, EnrollmentClosed.code),
         },
         summary="Enroll the caller in a course (no body); 201 first time, 200 on repeats.",
     )
@@ -192,7 +190,7 @@ class AssignView(ApiView):
             201: OpenApiResponse(EnrollmentSerializer, description="Assigned."),
             200: OpenApiResponse(EnrollmentSerializer, description="Already enrolled."),
             **ERRORS(400, 401, 403, 404, 413, 415, 503),
-            **_conflict(CourseArchived.code, CourseFull.code),
+            **_conflict(CourseArchived.code),
         },
         summary="Assign one user to a course (admin only).",
     )
@@ -213,7 +211,7 @@ class AssignMultipleView(ApiView):
         responses={
             200: AssignmentReportSerializer,
             **ERRORS(400, 401, 403, 404, 413, 415, 503),
-            **_conflict(CourseArchived.code, CourseFull.code),
+            **_conflict(CourseArchived.code),
         },
         summary="Assign many users to a course; returns a per-user report (admin only).",
     )

@@ -9,9 +9,13 @@ scenario, and uvicorn on a free port. Then creates the hot course and a catalogu
 admin, runs `locust --headless --csv loadtest/results/<timestamp>`, and afterwards checks:
 
 - locust recorded zero failed requests (its failures CSV) and no exceptions;
-- for every course: enrollers == len(enrolled_users) == number of enrollment documents,
-  the same users in both, and no duplicate (course_id, user_id) pair (read from MongoDB
-  directly with pymongo);
+- for every course (membership model v2): enrollers == number of enrollment documents,
+  enrolled_users holds min(enrollers, COURSE_EMBEDDED_MEMBERS) distinct members (all of
+  them below the cap), and no duplicate (course_id, user_id) pair (read from MongoDB
+  directly with pymongo). Which members are the most recent is the order in which their
+  course updates applied, which only the array records; the summary reports how many
+  unlisted members have a newer operation id than the oldest listed one (overlapping
+  requests);
 - every enrollment the API confirmed to the clients exists, and nothing else does.
 
 Environment (all optional):
@@ -244,18 +248,22 @@ def check_locust(prefix: Path, stats: list[dict[str, str]]) -> list[Check]:
     return checks
 
 
-def check_invariants(uri: str, db_name: str, ledger: dict[str, Any]) -> tuple[list[Check], dict]:
+def check_invariants(
+    uri: str, db_name: str, ledger: dict[str, Any], embedded: int
+) -> tuple[list[Check], dict]:
     client: MongoClient = MongoClient(uri, tz_aware=True)
+    ops: dict[tuple[str, int], int] = {}
     try:
         db = client[db_name]
         courses = {
             str(doc["_id"]): doc
             for doc in db.courses.find({}, {"enrollers": 1, "enrolled_users.user_id": 1})
         }
-        pairs: Counter[tuple[str, int]] = Counter(
-            (str(doc["course_id"]), doc["user_id"])
-            for doc in db.enrollments.find({}, {"course_id": 1, "user_id": 1, "_id": 0})
-        )
+        pairs: Counter[tuple[str, int]] = Counter()
+        for doc in db.enrollments.find({}, {"course_id": 1, "user_id": 1, "op": 1, "_id": 0}):
+            pair = (str(doc["course_id"]), doc["user_id"])
+            pairs[pair] += 1
+            ops[pair] = doc.get("op") or 0
     finally:
         client.close()
 
@@ -267,17 +275,29 @@ def check_invariants(uri: str, db_name: str, ledger: dict[str, Any]) -> tuple[li
     duplicates = [pair for pair, n in pairs.items() if n > 1]
     orphans = sorted(set(per_course) - set(courses))
     bad_courses = []
+    overtaken = 0
     for course_id, doc in courses.items():
         listed = [u["user_id"] for u in doc.get("enrolled_users", [])]
         docs = per_course_docs[course_id]
-        if not (doc["enrollers"] == len(listed) == docs) or set(listed) != per_course[course_id]:
+        members = per_course[course_id]
+        right = (
+            doc["enrollers"] == docs
+            and len(listed) == len(set(listed)) == min(docs, embedded)
+            and set(listed) <= members
+        )
+        if not right:
             bad_courses.append(
                 f"{course_id}: enrollers={doc['enrollers']} len(enrolled_users)={len(listed)} "
-                f"documents={docs} distinct_listed={len(set(listed))}"
+                f"documents={docs} distinct_listed={len(set(listed))} "
+                f"non_members={len(set(listed) - members)}"
             )
+        if listed and len(listed) < docs:
+            oldest = min(ops[(course_id, uid)] for uid in listed if (course_id, uid) in ops)
+            overtaken += sum(1 for uid in members - set(listed) if ops[(course_id, uid)] > oldest)
     checks = [
         Check(
-            "enrollers == len(enrolled_users) == enrollment documents, same users, every course",
+            "enrollers == enrollment documents; enrolled_users = min(enrollers, "
+            f"{embedded}) distinct members, every course",
             not bad_courses,
             f"{len(courses)} courses checked"
             + ("; " + "; ".join(bad_courses[:5]) if bad_courses else ""),
@@ -315,6 +335,7 @@ def check_invariants(uri: str, db_name: str, ledger: dict[str, Any]) -> tuple[li
         "courses": len(courses),
         "enrollment_documents": sum(pairs.values()),
         "hot_course_enrollers": courses.get(hot, {}).get("enrollers"),
+        "unlisted_members_newer_than_the_oldest_listed": overtaken,
     }
     return checks, facts
 
@@ -533,7 +554,10 @@ def main() -> int:
         facts["client_counters"] = ledger.get("counters", {})
         checks = check_locust(prefix, stats)
         invariant_checks, mongo_facts = check_invariants(
-            env["MONGODB_URI"], env["MONGODB_DB"], ledger
+            env["MONGODB_URI"],
+            env["MONGODB_DB"],
+            ledger,
+            int(env.get("COURSE_EMBEDDED_MEMBERS") or 1000),  # the service's default
         )
         checks += invariant_checks
         facts.update(mongo_facts)

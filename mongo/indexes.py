@@ -50,6 +50,13 @@ ENROLLMENT_UNIQUE = Index(
 INDEXES = [
     # The guard of "exactly once": a second enrollment of a user in a course cannot exist.
     ENROLLMENT_UNIQUE,
+    # A course's members by the operation that counted them in: adopting a retired bulk
+    # operation's enrollments and reconciling the most recent members (courses.membership).
+    Index(
+        ENROLLMENTS,
+        [("course_id", ASCENDING), ("op", ASCENDING), ("_id", ASCENDING)],
+        {"name": "course_op"},
+    ),
     # A user's own enrollments, newest first.
     Index(
         ENROLLMENTS,

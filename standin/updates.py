@@ -414,20 +414,30 @@ def _each(argument: Any) -> tuple[list[Any], dict[str, Any]]:
 def _op_push(writer: _Writer, parts: list[str], argument: Any) -> None:
     container, key, current = _array_for_write(writer, parts)
     values, modifiers = _each(argument)
+    limit = modifiers.get("$slice")
     position = modifiers.get("$position")
+    order = modifiers.get("$sort")
+    if position is None and order is None and limit is not None and limit < 0:
+        # Append and keep the last |limit|: copy only what is kept, so a capped array costs
+        # O(|limit|) per push however long it was, and the pushed values at most that too.
+        keep = -limit
+        tail = values[-keep:]
+        start = max(len(current) - (keep - len(tail)), 0)
+        writer.put(container, key, [*current[start:], *tail])
+        return
     if position is None:
         new = [*current, *values]
     else:
         position = position if position >= 0 else max(len(current) + position, 0)
         new = [*current[:position], *values, *current[position:]]
-    if "$sort" in modifiers:
-        order = modifiers["$sort"]
+    if order is not None:
         if isinstance(order, dict):
             new = sort_documents(new, order)
+        elif all(type(v) is int or type(v) is Int64 for v in new):
+            new.sort(reverse=order == -1)  # integers compare natively, in C
         else:
             new.sort(key=lambda v: sort_key(v, order == -1), reverse=order == -1)
-    if "$slice" in modifiers:
-        limit = modifiers["$slice"]
+    if limit is not None:
         new = new[:limit] if limit >= 0 else new[limit:]
     writer.put(container, key, new)
 

@@ -43,7 +43,7 @@ async def test_failure_between_writes_is_503_and_reconcile_repairs_it(
     await api.post(f"/api/courses/{healthy['id']}/enroll/", headers=regular[1])
     others = [await make_user() for _ in range(3)]
 
-    monkeypatch.setattr(repository, "course_add_enrolled", _crash_course_update)
+    monkeypatch.setattr(repository, "course_apply_op", _crash_course_update)
     response = await api.post(f"/api/courses/{course['id']}/enroll/", headers=regular[1])
     assert response.status_code == 503
     assert response.json()["detail"]
@@ -57,14 +57,15 @@ async def test_failure_between_writes_is_503_and_reconcile_repairs_it(
 
     with pytest.raises(AssertionError):
         await invariants(course["id"])
-    dry = await reconcile_on_test_db("--dry-run")
+    assert "all consistent" in await reconcile_on_test_db()  # maybe still running: grace
+    dry = await reconcile_on_test_db("--dry-run", "--grace", "0")
     assert "would fix" in dry
     assert course["id"] in dry
     assert healthy["id"] not in dry
     with pytest.raises(AssertionError):
         await invariants(course["id"])  # a dry run changes nothing
 
-    out = await reconcile_on_test_db()
+    out = await reconcile_on_test_db("--grace", "0")
     assert f"{course['id']}: enrollers 0 -> 4" in out
     assert await invariants(course["id"]) == 4
     assert await invariants(healthy["id"]) == 1
@@ -100,15 +101,13 @@ async def test_reconcile_rejects_a_bad_course_id(reconcile_on_test_db):
         await reconcile_on_test_db("--course", "nope")
 
 
-async def test_retried_bulk_after_failure_then_reconcile(
+async def test_retried_bulk_after_failure_counts_the_uncounted_then_reconcile_agrees(
     api, admin, make_user, create_course, invariants, monkeypatch, reconcile_on_test_db
 ):
-    from courses import services
-
     course = await create_course()
     users = [await make_user() for _ in range(5)]
     ids = [u.id for u in users]
-    monkeypatch.setattr(services, "enrollments_count_into_course", _crash_course_update)
+    monkeypatch.setattr(repository, "course_apply_op", _crash_course_update)
     assert (
         await api.post(
             f"/api/courses/{course['id']}/assign-multiple/",
@@ -126,7 +125,9 @@ async def test_retried_bulk_after_failure_then_reconcile(
     ).json()
     assert report["summary"]["enrolled"] == 2
     assert report["summary"]["already_enrolled"] == 3
-    await reconcile_on_test_db()
+    assert report["enrollers"] == 5  # the three the failed request inserted are counted too
+    assert await invariants(course["id"]) == 5
+    assert "all consistent" in await reconcile_on_test_db("--grace", "0")
     assert await invariants(course["id"]) == 5
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from bson import Decimal128, ObjectId
+from bson import Decimal128, Int64, ObjectId
 from pymongo import ASCENDING, DESCENDING, InsertOne, MongoClient, ReturnDocument, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
@@ -336,3 +336,30 @@ def test_delete(db: Database) -> None:
     assert db.d.delete_many({"i": {"$lt": 3}}).deleted_count == 3
     assert db.d.delete_many({}).deleted_count == 6
     assert db.nothing.delete_many({}).deleted_count == 0
+
+
+def test_push_each_slice_keeps_the_newest_in_order(db):
+    """The capped append of the membership model, in every shape of the fast path."""
+    db.c.insert_one({"_id": 1, "a": list(range(10))})
+    cases = [
+        ([10], -5, [6, 7, 8, 9, 10]),
+        ([11, 12, 13, 14, 15, 16], -5, [12, 13, 14, 15, 16]),  # more pushed than kept
+        ([], -3, [14, 15, 16]),  # a pure trim
+        ([17], -10, [14, 15, 16, 17]),  # shorter than the cap
+        ([18, 19], -1, [19]),
+    ]
+    for values, limit, expected in cases:
+        db.c.update_one({"_id": 1}, {"$push": {"a": {"$each": values, "$slice": limit}}})
+        assert db.c.find_one({"_id": 1})["a"] == expected, (values, limit)
+    db.c.update_one({"_id": 1}, {"$push": {"missing": {"$each": [1, 2, 3], "$slice": -2}}})
+    assert db.c.find_one({"_id": 1})["missing"] == [2, 3]
+
+
+def test_push_sort_slice_of_integers_keeps_the_largest(db):
+    db.c.insert_one({"_id": 1, "ledger": [Int64(2**40), 3, 9]})
+    db.c.update_one(
+        {"_id": 1}, {"$push": {"ledger": {"$each": [5, 2**41], "$sort": 1, "$slice": -3}}}
+    )
+    assert db.c.find_one({"_id": 1})["ledger"] == [9, 2**40, 2**41]
+    db.c.update_one({"_id": 1}, {"$push": {"ledger": {"$each": [True], "$sort": 1, "$slice": -4}}})
+    assert db.c.find_one({"_id": 1})["ledger"] == [9, 2**40, 2**41, True]  # BSON order

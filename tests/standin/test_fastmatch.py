@@ -4,7 +4,7 @@ guarded push on a big array cheap."""
 import time
 
 import pytest
-from bson import ObjectId
+from bson import Int64, ObjectId
 from mongomock.filtering import filter_applies
 
 from standin.fastmatch import fast_match
@@ -27,6 +27,11 @@ DOCS = [
     {"_id": 5, "arr": [{"user_id": [1, 2]}]},
     {"_id": 6, "arr": [{"user_id": True}]},
     {"_id": 7},
+    {"_id": 8, "applied": [3, 5, 9]},
+    {"_id": 9, "applied": [Int64(2**40), Int64(2**41)]},
+    {"_id": 10, "applied": [1, "x", None]},
+    {"_id": 11, "applied": 4},
+    {"_id": 12, "applied": [{"0": 1}]},
 ]
 FILTERS = [
     {},
@@ -57,6 +62,27 @@ FILTERS = [
     {"$or": [{"n": 5}]},
     {"arr": {"$ne": 1}},
     {"n": {"$gt": 1}},
+    # The membership guard of courses.repository and its parts.
+    {"applied": {"$nin": [5, 6]}},
+    {"applied": {"$nin": [Int64(2**40)]}},
+    {"applied": {"$ne": 4}},
+    {"applied.0": {"$lt": 4}},
+    {"applied.0": {"$lt": Int64(2**41)}},
+    {"applied.1": {"$gte": 5}},
+    {"applied.2": {"$exists": False}},
+    {"applied.2": {"$exists": True}},
+    {"applied.7": {"$exists": False}},
+    {"applied": {"$exists": True}},
+    {"n": {"$lt": 6, "$gt": 4}},
+    {"s": {"$lt": 6}},
+    {"$or": [{"applied.2": {"$exists": False}}, {"applied.0": {"$lt": 4}}]},
+    {
+        "_id": 8,
+        "applied": {"$nin": [4, 5]},
+        "$or": [{"applied.2": {"$exists": False}}, {"applied.0": {"$lt": 4}}],
+    },
+    {"$or": [{"n": 4}, {"missing": {"$exists": True}}]},
+    {"$or": []},
 ]
 
 
@@ -94,6 +120,19 @@ def test_a_guard_beside_other_conditions_never_walks_the_array_in_mongomock(monk
     assert matches({"_id": 1, "enrolled_users.user_id": {"$ne": 9}, **window}, doc) is True
     assert matches({"_id": 1, "enrolled_users.user_id": {"$ne": 2}, **window}, doc) is False
     assert handed == [{"enrollment_opens_at": {"$not": {"$gt": 5}}}]
+
+
+def test_the_membership_guard_is_decided_without_mongomock():
+    ledger = list(range(10, 522))
+    doc = {"_id": 1, "enrolled_users": [{"user_id": 1, "username": "u"}], "applied": ledger}
+    guard = {
+        "applied": {"$nin": [600, 601]},
+        "$or": [{"applied.511": {"$exists": False}}, {"applied.0": {"$lt": 600}}],
+    }
+    assert fast_match({"_id": 1, **guard}, doc) is True
+    assert fast_match({"_id": 1, **guard}, {**doc, "applied": [*ledger[1:], 600]}) is False
+    out_of_window = {**guard, "$or": [guard["$or"][0], {"applied.0": {"$lt": 5}}]}
+    assert fast_match({"_id": 1, **out_of_window}, doc) is False
 
 
 def test_the_hot_path_guard_is_decided_without_mongomock():

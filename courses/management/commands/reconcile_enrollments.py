@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from common.errors import DomainError
 from courses.management.errors import command_error
 from courses.reconcile import (
+    GRACE_SECONDS,
     courses_reconcile,
     enrollments_dedupe,
     enrollments_duplicates,
@@ -16,10 +17,10 @@ from mongo.client import close_client
 
 class Command(BaseCommand):
     help = (
-        "Recompute each course's enrollers and enrolled_users from the enrollments "
-        "collection and report what was fixed. Duplicate (course, user) enrollments stop "
-        "it (--dedupe removes them first); orphan enrollments are reported (--orphans "
-        "removes them)."
+        "Recompute each course's enrollers and enrolled_users (its most recent members) "
+        "from the enrollments collection and report what was fixed. Duplicate (course, "
+        "user) enrollments stop it (--dedupe removes them first); orphan enrollments are "
+        "reported (--orphans removes them)."
     )
 
     def add_arguments(self, parser):
@@ -37,7 +38,25 @@ class Command(BaseCommand):
             help="Delete enrollments whose course does not exist.",
         )
 
-    def handle(self, *args, course=None, dry_run=False, dedupe=False, orphans=False, **options):
+        parser.add_argument(
+            "--grace",
+            type=float,
+            default=GRACE_SECONDS,
+            metavar="SECONDS",
+            help="Leave out operations younger than this that no course update recorded: "
+            f"their request may still be running (default {GRACE_SECONDS:g}).",
+        )
+
+    def handle(
+        self,
+        *args,
+        course=None,
+        dry_run=False,
+        dedupe=False,
+        orphans=False,
+        grace=GRACE_SECONDS,
+        **options,
+    ):
         if course is not None and not re.fullmatch(r"[0-9a-fA-F]{24}", course):
             raise CommandError(f"Not a course id: {course!r}")
         verb = "would fix" if dry_run else "fixed"
@@ -52,7 +71,9 @@ class Command(BaseCommand):
                     return duplicates, None, None
                 lost = await enrollments_orphans(remove=orphans and not dry_run)
                 fixes = await courses_reconcile(
-                    course_id=course.lower() if course else None, dry_run=dry_run
+                    course_id=course.lower() if course else None,
+                    dry_run=dry_run,
+                    grace_seconds=grace,
                 )
                 return duplicates, lost, fixes
             finally:
