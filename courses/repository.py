@@ -7,7 +7,6 @@ duplicate keys become return values, connection failures a 503 (`ServiceUnavaila
 
 import inspect
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -19,7 +18,7 @@ from pymongo import DESCENDING, InsertOne, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from courses import membership
-from courses.documents import Course, EnrolledUser, Enrollment
+from courses.documents import Course, CourseCounters, EnrolledUser, Enrollment
 from mongo.client import get_collection, get_db, unavailable_on_driver_error
 from mongo.indexes import COURSES, ENROLLMENTS, ensure_indexes_once
 
@@ -270,14 +269,6 @@ async def course_ledger(course_id: str) -> list[int] | None:
     if doc is None:
         return None
     return list(doc.get("applied") or [])
-
-
-@dataclass(frozen=True)
-class CourseCounters:
-    enrollers: int
-    updated_at: datetime
-    enrolled_user_ids: list[int]
-    applied: list[int]
 
 
 async def course_counters(course_id: str) -> CourseCounters | None:
