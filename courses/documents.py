@@ -93,3 +93,13 @@ class Enrollment:
     # The membership operation that counts this enrollment into its course exactly once
     # (`courses.membership`); None on enrollments written before that mechanism existed.
     op: int | None = None
+
+
+@dataclass(frozen=True)
+class CourseCounters:
+    """What reconciliation compares: the counters, the embedded ids and the ledger."""
+
+    enrollers: int
+    updated_at: datetime
+    enrolled_user_ids: list[int]
+    applied: list[int]

@@ -8,7 +8,6 @@ duplicate keys become return values, connection failures a 503 (`ServiceUnavaila
 import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -25,6 +24,7 @@ from courses.documents import (
     COURSE_OPEN,
     Admission,
     Course,
+    CourseCounters,
     EnrolledUser,
     Enrollment,
     millisecond_precision,
@@ -492,14 +492,6 @@ async def course_ledger(course_id: str) -> list[int] | None:
         course_forget(course_id)
         return None
     return list(doc.get("applied") or [])
-
-
-@dataclass(frozen=True)
-class CourseCounters:
-    enrollers: int
-    updated_at: datetime
-    enrolled_user_ids: list[int]
-    applied: list[int]
 
 
 async def course_counters(course_id: str) -> CourseCounters | None:
