@@ -5,9 +5,11 @@ import time
 
 import pytest
 from bson import Int64, ObjectId
+from mongomock import OperationFailure
 from mongomock.filtering import filter_applies
 
 from standin.fastmatch import fast_match
+from standin.errors import CommandError
 from standin.store import matches
 from tests.conftest import timed
 
@@ -106,7 +108,14 @@ MIXED = [
 @pytest.mark.parametrize("filt", FILTERS + MIXED, ids=str)
 def test_matches_splitting_a_filter_agrees_with_mongomock(filt):
     for doc in DOCS:
-        assert matches(filt, doc) == filter_applies(filt, doc), (filt, doc)
+        try:
+            expected = filter_applies(filt, doc)
+        except OperationFailure:
+            # An invalid filter (`$or: []`) is a BadValue command error, as on mongod.
+            with pytest.raises(CommandError):
+                matches(filt, doc)
+            continue
+        assert matches(filt, doc) == expected, (filt, doc)
 
 
 def test_a_guard_beside_other_conditions_never_walks_the_array_in_mongomock(monkeypatch):
