@@ -8,8 +8,8 @@ from bson import Int64, ObjectId
 from mongomock import OperationFailure
 from mongomock.filtering import filter_applies
 
-from standin.fastmatch import fast_match
 from standin.errors import CommandError
+from standin.fastmatch import fast_match
 from standin.store import matches
 from tests.conftest import timed
 
