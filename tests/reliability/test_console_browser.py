@@ -17,19 +17,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.reliability.chromium import launch, localhost_only, needs_chromium
 from tests.reliability.conftest import processes
 from tests.reliability.servers import PASSWORD, UvicornServer, bearer, mint_access, server_env
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AXE = Path(__file__).resolve().parents[1] / "console" / "vendor" / "axe.min.js"
 playwright = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    processes,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason="Debian's chromium is not installed (apt-get install -y chromium; .ci/run does)",
-    ),
-]
+pytestmark = [processes, needs_chromium]
 CATALOGUE = [
     ("Security Awareness 101", "Phishing, passwords and how to report an incident.", "0.00"),
     ("Workplace Safety", "Mandatory safety training for every employee.", "0.00"),
@@ -68,10 +62,7 @@ def site(sqlite_template, standin_uri, tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     with playwright.sync_playwright() as driver:
-        chromium = driver.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-        )
+        chromium = launch(driver)
         yield chromium
         chromium.close()
 
@@ -91,16 +82,7 @@ def page(browser, site):
         base_url=site.url, viewport={"width": 1280, "height": 800}, accept_downloads=True
     )
     tab = context.new_page()
-    tab.blocked = []
-
-    def only_localhost(route):
-        if urlsplit(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            tab.blocked.append(route.request.url)
-            route.abort()
-
-    tab.route("**/*", only_localhost)
+    localhost_only(tab)
     tab.failed = []
     tab.on("response", lambda r: r.status >= 500 and tab.failed.append(r.url))
     yield tab
