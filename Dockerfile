@@ -15,6 +15,7 @@ COPY pyproject.toml README.md ./
 COPY asgi_app ./asgi_app
 COPY accounts ./accounts
 COPY courses ./courses
+COPY console ./console
 COPY common ./common
 COPY mongo ./mongo
 COPY manage.py ./

@@ -3,8 +3,9 @@
 The counters live in the default cache (Redis when REDIS_URL is set). The API views run
 these throttles through `ApiView.throttle`, IP throttles first, so a request whose body
 cannot be parsed has been counted per IP before the parse error answers it. The Django
-admin's login form runs the API login's throttles through `login_throttle_wait`: one set
-of counters per username and per IP, whichever door the guesses come through.
+admin's and the web console's login forms (accounts/forms.py) run the API login's throttles
+through `login_throttle_wait`: one set of counters per username and per IP, whichever door
+the guesses come through.
 """
 
 import hashlib
@@ -110,7 +111,7 @@ class _GivenUsernameThrottle(LoginUsernameThrottle):
 
 
 def login_throttle_wait(request: HttpRequest, username: str | None) -> float | None:
-    """Count a login attempt made outside DRF (the Django admin's) against the API login's
+    """Count a login attempt made outside DRF (the admin's, the console's) against the API login's
     per-IP and per-username counters. Returns the seconds to wait when either is spent,
     None when the attempt may go ahead. Fails open, logged, when the counters are
     unreachable, like the API's throttles."""

@@ -72,16 +72,19 @@ class InlineMixin:
 
 
 class AdminOnlyMixin:
-    """Run a middleware only for the Django admin: the API authenticates with JWT and needs
-    no sessions, auth middleware or messages (and their thread round trips)."""
+    """Run a middleware only for the session-authenticated sites, the Django admin and the
+    web console: the API authenticates with JWT and needs no sessions, auth middleware or
+    messages (and their thread round trips); for it this is one `startswith`."""
 
     async def __acall__(self, request):
-        if request.path_info.startswith(ADMIN_PREFIX):
+        if request.path_info.startswith(SESSION_PREFIXES):
             return await super().__acall__(request)
         return await self.get_response(request)
 
 
 ADMIN_PREFIX = "/admin/"
+CONSOLE_PREFIX = "/console/"
+SESSION_PREFIXES = (ADMIN_PREFIX, CONSOLE_PREFIX)
 
 
 class SecurityMiddleware(InlineMixin, security.SecurityMiddleware):

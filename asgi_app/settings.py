@@ -37,11 +37,12 @@ INSTALLED_APPS = [
     "mongo",
     "accounts",
     "courses",
+    "console",
 ]
 
 MIDDLEWARE = [
     # Django's own middleware, adapted to run without thread hops (see asgi_app.middleware);
-    # sessions, auth and messages run for the admin site only.
+    # sessions, auth and messages run for the admin site and the console (/console/) only.
     "asgi_app.middleware.RequestIdMiddleware",
     "asgi_app.middleware.SecurityMiddleware",
     "asgi_app.middleware.SessionMiddleware",

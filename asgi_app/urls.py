@@ -19,6 +19,7 @@ urlpatterns = [
         name="redoc",
     ),
     path("admin/", admin.site.urls),
+    path("console/", include("console.urls")),
 ]
 urlpatterns += [path("bench/", include("asgi_app.bench_views"))]  # empty unless BENCH_ENDPOINTS=1
 

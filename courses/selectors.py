@@ -50,3 +50,8 @@ async def enrollment_list_for_user(
     )
     titles = await repository.course_titles(e.course_id for e in page)
     return count, [EnrollmentWithTitle(e, titles.get(e.course_id)) for e in page]
+
+
+async def enrollment_get(*, course_id: str, user_id: int) -> Enrollment | None:
+    """The user's enrollment in the course, or None."""
+    return await repository.enrollment_find(course_id, user_id)

@@ -217,6 +217,7 @@ class DevStack:
             [
                 rule,
                 f"API {base}/api/   docs {base}/api/docs/   admin {base}/admin/",
+                f"Console {base}/console/ (sign in as a demo user or the demo admin)",
                 f'Management commands reach this stack: make manage ARGS="..." '
                 f"(settings in {self.env_file.name}). Stop with Ctrl-C.",
                 "Demo admin: username 'admin', password shown once, when it is created (below);",

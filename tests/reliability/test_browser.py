@@ -11,23 +11,16 @@ import shutil
 import subprocess
 import sys
 import uuid
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from tests.reliability.chromium import launch, localhost_only, needs_chromium
 from tests.reliability.conftest import processes
 from tests.reliability.servers import PROJECT_ROOT, UvicornServer, server_env
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    processes,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason="Debian's chromium is not installed (apt-get install -y chromium; .ci/run does)",
-    ),
-]
+pytestmark = [processes, needs_chromium]
 METHODS = {"get", "post", "put", "patch", "delete", "head", "options"}
 # ReDoc's bundle shows Redocly's logo in its menu from their CDN, and hides it when it does
 # not load: the one outside request a page makes, decorative and harmless offline.
@@ -63,10 +56,7 @@ def site(request, sqlite_template, standin_uri, tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     with playwright.sync_playwright() as driver:
-        chromium = driver.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-        )
+        chromium = launch(driver)
         yield chromium
         chromium.close()
 
@@ -76,16 +66,7 @@ def offline_page(browser):
     """A page that can reach 127.0.0.1 only; `page.blocked` lists what it tried besides."""
     context = browser.new_context()
     page = context.new_page()
-    page.blocked = []
-
-    def only_localhost(route):
-        if urlsplit(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            page.blocked.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_localhost)
+    localhost_only(page)
     page.statuses = {}
     page.on("response", lambda response: page.statuses.setdefault(response.url, response.status))
     yield page

@@ -18,6 +18,9 @@ AUTHENTICATED = "authenticated"  # any signed, unexpired access token (stateless
 ACTIVE_USER = "active user"  # a token of a user who is still active in SQL
 ADMIN = "admin"  # staff or superuser, confirmed in SQL
 DJANGO_ADMIN = "django admin"  # Django's admin site: session login, staff only
+CONSOLE_PUBLIC = "console public"  # the console's sign-in and sign-out pages
+CONSOLE_USER = "console user"  # the web console: session login, any active user
+CONSOLE_ADMIN = "console admin"  # the web console's admin pages: session login, staff only
 
 EXPECTED = {
     ("healthz", "GET"): PUBLIC,
@@ -41,6 +44,27 @@ EXPECTED = {
     ("course-assign-multiple", "POST"): ADMIN,
     ("enrollment-list", "GET"): AUTHENTICATED,
     ("admin:*", "*"): DJANGO_ADMIN,
+    ("console-login", "GET"): CONSOLE_PUBLIC,
+    ("console-login", "POST"): CONSOLE_PUBLIC,
+    ("console-login", "PUT"): CONSOLE_PUBLIC,  # Django's FormView: PUT is POST
+    ("console-logout", "POST"): CONSOLE_PUBLIC,
+    ("console-home", "GET"): CONSOLE_USER,
+    ("console-catalogue", "GET"): CONSOLE_USER,
+    ("console-course", "GET"): CONSOLE_USER,
+    ("console-enroll", "POST"): CONSOLE_USER,
+    ("console-my-training", "GET"): CONSOLE_USER,
+    ("console-manage-courses", "GET"): CONSOLE_ADMIN,
+    ("console-course-create", "GET"): CONSOLE_ADMIN,
+    ("console-course-create", "POST"): CONSOLE_ADMIN,
+    ("console-manage-course", "GET"): CONSOLE_ADMIN,
+    ("console-course-edit", "GET"): CONSOLE_ADMIN,
+    ("console-course-edit", "POST"): CONSOLE_ADMIN,
+    ("console-course-status", "POST"): CONSOLE_ADMIN,
+    ("console-assign", "GET"): CONSOLE_ADMIN,
+    ("console-assign", "POST"): CONSOLE_ADMIN,
+    ("console-assign-confirm", "POST"): CONSOLE_ADMIN,
+    ("console-assign-report", "GET"): CONSOLE_ADMIN,
+    ("console-assign-report-csv", "GET"): CONSOLE_ADMIN,
 }
 # Plain Django function views answer any method; the table names the one they serve.
 _FUNCTION_VIEW_METHODS = {"healthz": ["GET"], "readyz": ["GET"], "root": ["GET"]}
@@ -66,10 +90,16 @@ def discovered_routes() -> dict[tuple[str, str], str]:
             continue
         assert name, f"route {route!r} has no name: give it one and an EXPECTED entry"
         view_class = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
-        if view_class is None:
+        if hasattr(callback, "http_methods"):  # console views name the methods they serve
+            methods = callback.http_methods
+        elif view_class is None:
             methods = _FUNCTION_VIEW_METHODS.get(name, ["?"])
         else:
-            methods = [m.upper() for m in _HTTP_METHODS if hasattr(view_class, m)]
+            methods = [
+                m.upper()
+                for m in _HTTP_METHODS
+                if hasattr(view_class, m) and m in view_class.http_method_names
+            ]
         for method in methods:
             routes[(name, method)] = route
     return routes
@@ -84,7 +114,8 @@ def test_every_route_has_an_expected_access_level():
 
 
 def _url(route: str, course_id: str) -> str:
-    return "/" + route.replace("<objectid:course_id>", course_id)
+    url = "/" + route.replace("<objectid:course_id>", course_id)
+    return url.replace("<str:report_id>", "0" * 32)
 
 
 def _refresh_for(user) -> str:
@@ -144,6 +175,19 @@ async def test_permission_matrix(api, role, role_headers, make_user, create_cour
             response = await api.get("/admin/", headers=headers)
             assert response.status_code == 302, (role, name)
             assert "/admin/login/" in response.headers["Location"]
+            continue
+        if level in (CONSOLE_PUBLIC, CONSOLE_USER, CONSOLE_ADMIN):
+            # Session-authenticated, CSRF-protected forms: a bearer token is no login, a
+            # form posted without the CSRF token is refused before the view runs, and a
+            # page without a session goes to the sign-in page (tests/console: signed in).
+            response = await api.request(method, _url(route, course["id"]), headers=headers)
+            if method != "GET":
+                assert response.status_code == 403, (role, name, method)
+            elif level == CONSOLE_PUBLIC:
+                assert response.status_code == 200, (role, name, method)
+            else:
+                assert response.status_code == 302, (role, name, method)
+                assert response.headers["Location"].startswith("/console/login/?next=")
             continue
         body = await _body(name, make_user=make_user, target_user_id=target.id)
         response = await api.request(method, _url(route, course["id"]), json=body, headers=headers)

@@ -1,0 +1,192 @@
+"""The web console in a real browser, as a person clicks through it: Debian's chromium
+driven by Playwright against a real server (uvicorn, the stand-in, SQLite), offline.
+
+Every page visited is checked with axe-core (vendored under tests/console/vendor) for
+serious or critical accessibility violations, and photographed: the screenshots go to
+$CONSOLE_SCREENSHOTS when set (docs/screenshots/ holds the committed ones), else to a
+temporary directory.
+"""
+
+import csv
+import os
+import shutil
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.reliability.chromium import launch, localhost_only, needs_chromium
+from tests.reliability.conftest import processes
+from tests.reliability.servers import PASSWORD, UvicornServer, bearer, mint_access, server_env
+
+AXE = Path(__file__).resolve().parents[1] / "console" / "vendor" / "axe.min.js"
+playwright = pytest.importorskip("playwright.sync_api")
+pytestmark = [processes, needs_chromium]
+CATALOGUE = [
+    ("Security Awareness 101", "Phishing, passwords and how to report an incident.", "0.00"),
+    ("Workplace Safety", "Mandatory safety training for every employee.", "0.00"),
+    ("Data Protection and GDPR", "Handling personal data lawfully, with case studies.", "49.99"),
+    ("Effective Code Review", "Giving and receiving useful review on pull requests.", "129.00"),
+    ("Leading Remote Teams", "Rituals and tools for managers of distributed teams.", "199.50"),
+    ("Incident Response Basics", "What to do in the first hour of a security incident.", "0.00"),
+]
+
+
+@pytest.fixture(scope="module")
+def site(sqlite_template, standin_uri, tmp_path_factory):
+    path, ids = sqlite_template
+    db = tmp_path_factory.mktemp("console") / "db.sqlite3"
+    shutil.copyfile(path, db)
+    env = server_env(
+        DATABASE_URL=f"sqlite:///{db}",
+        MONGODB_URI=standin_uri,
+        MONGODB_DB=f"console_{uuid.uuid4().hex[:8]}",
+        DEBUG="1",  # as `make run` serves it: static files from the apps, plain-http cookies
+    )
+    with UvicornServer(env) as server:
+        server.ids = ids
+        admin = bearer(mint_access(ids["staff"], "staff", is_staff=True))
+        for title, description, amount in CATALOGUE:
+            body = {
+                "course_title": title,
+                "course_description": description,
+                "display_price": {"amount": amount, "currency": "USD"},
+            }
+            created = httpx.post(f"{server.url}/api/courses/", json=body, headers=admin)
+            assert created.status_code == 201, created.text
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as driver:
+        chromium = launch(driver)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    target = os.environ.get("CONSOLE_SCREENSHOTS")
+    directory = Path(target) if target else tmp_path_factory.mktemp("screenshots")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@pytest.fixture
+def page(browser, site):
+    """A fresh browser profile that can reach 127.0.0.1 only."""
+    context = browser.new_context(
+        base_url=site.url, viewport={"width": 1280, "height": 800}, accept_downloads=True
+    )
+    tab = context.new_page()
+    localhost_only(tab)
+    tab.failed = []
+    tab.on("response", lambda r: r.status >= 500 and tab.failed.append(r.url))
+    yield tab
+    assert tab.blocked == []
+    assert tab.failed == []
+    context.close()
+
+
+def check_page(page, shots: Path, name: str) -> None:
+    """No serious or critical axe-core violation on the page as it is; then a screenshot."""
+    page.add_script_tag(path=str(AXE))
+    violations = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+            .filter(v => v.impact === 'serious' || v.impact === 'critical')
+            .map(v => `${v.id}: ${v.nodes.map(n => n.target.join(' ')).join(', ')}`)"""
+    )
+    assert violations == [], name
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+def sign_in(page, username: str, shots: Path | None = None) -> None:
+    page.goto("/console/")
+    assert urlsplit(page.url).path == "/console/login/"
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    if shots is not None:
+        check_page(page, shots, "01-sign-in")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/console/courses/")
+
+
+def test_learner_finds_a_course_enrolls_and_sees_it_in_my_training(page, shots):
+    sign_in(page, "regular", shots)
+    check_page(page, shots, "02-catalogue")
+    page.get_by_label("Search courses").fill("incident")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**q=incident**")
+    cards = page.get_by_role("list", name="Courses").get_by_role("listitem")
+    assert cards.count() == 1
+    cards.get_by_role("link", name="Incident Response Basics").click()
+    page.get_by_role("button", name="Enroll now").click()
+    page.get_by_text("You are enrolled").wait_for()
+    check_page(page, shots, "03-course-enrolled")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="My training").click()
+    row = page.get_by_role("row", name="Incident Response Basics")
+    assert row.get_by_text("Self-enrolled").is_visible()
+    check_page(page, shots, "04-my-training")
+    page.goto("/console/manage/courses/")
+    assert page.get_by_role("heading", name="Admins only").is_visible()
+    check_page(page, shots, "05-forbidden")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/console/login/")
+
+
+def test_admin_creates_a_capped_course(page, shots):
+    sign_in(page, "staff")
+    page.get_by_role("link", name="Manage courses").click()
+    check_page(page, shots, "06-manage-courses")
+    page.get_by_role("link", name="New course").first.click()
+    page.get_by_label("Title").fill("Fire Warden Certification")
+    page.get_by_label("Description").fill("Evacuation drills, extinguishers and roll calls.")
+    page.get_by_label("Price").fill("abc")
+    page.get_by_label("Capacity").fill("25")
+    page.get_by_role("button", name="Create course").click()
+    page.get_by_text("Enter a decimal amount").wait_for()  # refused: nothing created
+    check_page(page, shots, "07-course-form-errors")
+    page.get_by_label("Price").fill("75.00")
+    page.get_by_label("Currency").select_option("EUR")
+    page.get_by_role("button", name="Create course").click()
+    page.get_by_text("Course “Fire Warden Certification” created.").wait_for()
+    figures = page.get_by_role("region", name="Enrollment figures")
+    assert figures.get_by_text("25", exact=True).count() == 2  # capacity, seats left
+    check_page(page, shots, "08-admin-course")
+
+
+def test_admin_assigns_thirty_users_by_search_and_paste_and_downloads_the_report(
+    page, site, shots, tmp_path
+):
+    bulk = site.ids["bulk"]
+    sign_in(page, "staff")
+    page.goto("/console/manage/courses/?q=workplace")
+    page.get_by_role("link", name="Assign users to Workplace Safety").click()
+    page.get_by_label("Name or email").fill("bulk1@example.com")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("checkbox", name="bulk1 ").check()
+    page.get_by_label("Name or email").fill("bulk2@")
+    page.keyboard.press("Enter")  # the search button is the form's first: Enter searches
+    page.get_by_role("checkbox", name="bulk2 ").check()
+    pasted = "\n".join(str(uid) for uid in bulk[10:38]) + "\n999999999"
+    page.get_by_label("User ids").fill(pasted)
+    check_page(page, shots, "09-assign-panel")
+    page.get_by_role("button", name="Preview assignment").click()
+    page.get_by_role("button", name="Confirm and assign 30 users").wait_for()
+    check_page(page, shots, "10-assign-preview")
+    page.get_by_role("button", name="Confirm and assign 30 users").click()
+    page.get_by_role("heading", name="Assignment report").wait_for()
+    assert page.locator("[data-status=enrolled]").count() == 30
+    assert page.locator("[data-status=not_found]").count() == 1
+    check_page(page, shots, "11-assign-report")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download CSV").click()
+    saved = tmp_path / "report.csv"
+    download.value.save_as(saved)
+    rows = list(csv.DictReader(saved.open()))
+    assert len(rows) == 31
+    assert {r["status"] for r in rows} == {"enrolled", "not_found"}
+    assert {"bulk1", "bulk2"} <= {r["username"] for r in rows}
