@@ -803,8 +803,11 @@ class EnrollmentFilter:
         return query
 
 
+EVERY_ENROLLMENT = EnrollmentFilter()
+
+
 async def enrollment_count_for_user(
-    user_id: int, where: EnrollmentFilter = EnrollmentFilter()
+    user_id: int, where: EnrollmentFilter = EVERY_ENROLLMENT
 ) -> int:
     with unavailable_on_driver_error():
         return await get_collection(ENROLLMENTS).count_documents(
@@ -813,7 +816,7 @@ async def enrollment_count_for_user(
 
 
 async def enrollment_page_for_user(
-    user_id: int, *, limit: int, offset: int, where: EnrollmentFilter = EnrollmentFilter()
+    user_id: int, *, limit: int, offset: int, where: EnrollmentFilter = EVERY_ENROLLMENT
 ) -> list[Enrollment]:
     cursor = (
         get_collection(ENROLLMENTS)
@@ -855,17 +858,16 @@ async def enrollment_transition(expected: Enrollment, changes: dict[str, Any]) -
     return None if doc is None else _enrollment(doc)
 
 
-async def enrollment_first_waitlisted(course_id: str) -> Enrollment | None:
-    """The head of the course's waitlist (smallest waitlist key)."""
+async def enrollment_waitlist_heads(course_id: str, *, limit: int) -> list[Enrollment]:
+    """The first `limit` of the course's waitlist, in FIFO order (smallest key first)."""
     cursor = (
         get_collection(ENROLLMENTS)
         .find({"course_id": ObjectId(course_id), "status": WAITLISTED})
         .sort([("waitlist_key", ASCENDING)])
-        .limit(1)
+        .limit(limit)
     )
     with unavailable_on_driver_error():
-        docs = [doc async for doc in cursor]
-    return _enrollment(docs[0]) if docs else None
+        return [_enrollment(doc) async for doc in cursor]
 
 
 async def enrollment_waitlist_position(course_id: str, key: int) -> int:

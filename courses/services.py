@@ -360,16 +360,21 @@ async def promote_waitlisted(
             return 0
     promoted = 0
     losses = 0
-    while (seats is None or promoted < seats) and losses < MAX_ROUNDS:
-        head = await repository.enrollment_first_waitlisted(course_id)
-        if head is None:
-            break
+    heads: list[Enrollment] = []
+    while (seats is None or promoted < seats) and losses < MAX_PROMOTION_LOSSES:
+        if not heads:
+            heads = await repository.enrollment_waitlist_heads(course_id, limit=PROMOTION_BATCH)
+            if not heads:
+                break
+        head = heads.pop(0)
         active = await repository.enrollment_transition(
             head,
             {"status": ACTIVE, "op": membership.new_op(bulk=False), "waitlist_key": None},
         )
         if active is None:
-            losses += 1  # another promoter (or a withdrawal) took it: the next one
+            # Another promoter (or a withdrawal) took it first: each loss is someone else's
+            # progress, so try the next in line.
+            losses += 1
             continue
         admission = await repository.course_admission(course_id, fresh=True)
         capacity = None if admission is None else admission.capacity
@@ -474,6 +479,10 @@ async def enrollment_complete(*, course_id: str, user_id: int) -> Enrollment:
 # give up after this many rounds of losing their own operation to a concurrent adopter.
 MAX_ADOPTED_OPS = 16
 MAX_ROUNDS = 5
+# Promotions read the head of the waitlist this many at a time, and give up after losing
+# this many enrollments to concurrent promoters (each loss is another promoter's success).
+PROMOTION_BATCH = 32
+MAX_PROMOTION_LOSSES = 256
 
 
 async def membership_apply_bulk(
