@@ -40,6 +40,13 @@ EXPECTED = {
     ("course-assign", "POST"): ADMIN,
     ("course-assign-multiple", "POST"): ADMIN,
     ("enrollment-list", "GET"): AUTHENTICATED,
+    ("course-enroll", "DELETE"): AUTHENTICATED,  # own enrollment; admin-assigned: 403 code
+    ("course-enrollments", "GET"): ADMIN,
+    ("course-enrollment", "GET"): ADMIN,
+    ("course-enrollment", "DELETE"): ADMIN,
+    ("course-enrollment-complete", "POST"): ADMIN,
+    ("course-report", "GET"): ADMIN,
+    ("enrollment-detail", "GET"): AUTHENTICATED,  # own; another user's is a 404
     ("admin:*", "*"): DJANGO_ADMIN,
 }
 # Plain Django function views answer any method; the table names the one they serve.
@@ -83,8 +90,12 @@ def test_every_route_has_an_expected_access_level():
     assert not stale, f"EXPECTED entries for routes that no longer exist: {stale}"
 
 
-def _url(route: str, course_id: str) -> str:
-    return "/" + route.replace("<objectid:course_id>", course_id)
+def _url(route: str, course_id: str, user_id: int) -> str:
+    return "/" + (
+        route.replace("<objectid:course_id>", course_id)
+        .replace("<int:user_id>", str(user_id))
+        .replace("<objectid:enrollment_id>", "65f0c0ffee0000000000abcd")
+    )
 
 
 def _refresh_for(user) -> str:
@@ -146,7 +157,9 @@ async def test_permission_matrix(api, role, role_headers, make_user, create_cour
             assert "/admin/login/" in response.headers["Location"]
             continue
         body = await _body(name, make_user=make_user, target_user_id=target.id)
-        response = await api.request(method, _url(route, course["id"]), json=body, headers=headers)
+        response = await api.request(
+            method, _url(route, course["id"], target.id), json=body, headers=headers
+        )
         assert response.status_code < 500, (role, name, method, response.text[:200])
         if _allowed(level, role):
             assert response.status_code not in (401, 403), (role, name, method, response.text)
