@@ -52,7 +52,7 @@ from mongo.indexes import (
 
 DUPLICATE_KEY = 11000
 # Enrollments per read of a streamed roster (CSV).
-REPAIR_CHUNK_STREAM = 1000
+ROSTER_STREAM_BATCH = 1000
 _LIST_PROJECTION = {"enrolled_users": 0, "title_words": 0}
 
 
@@ -897,10 +897,11 @@ async def enrollment_roster_page(
 
 
 async def enrollment_roster_stream(
-    course_id: str, *, where: EnrollmentFilter, batch: int = REPAIR_CHUNK_STREAM
+    course_id: str, *, where: EnrollmentFilter
 ) -> AsyncIterator[list[Enrollment]]:
     """The whole roster in batches, oldest first: each batch one indexed range read after
     the last id seen, so memory stays one batch whatever the course's size."""
+    batch = ROSTER_STREAM_BATCH
     after = None
     while True:
         page = await enrollment_roster_page(course_id, where=where, after=after, limit=batch)
