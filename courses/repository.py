@@ -1044,6 +1044,51 @@ async def enrollment_index_ensure() -> bool:
     return True
 
 
+async def enrollment_waitlist_retired(course_id: str, ops: Sequence[int]) -> int:
+    """Repair: active enrollments still under a retired single join (their request died
+    after finding the course full, before waitlisting them) join the waitlist, keyed by
+    that operation as the request would have done. Returns how many."""
+    found = get_collection(ENROLLMENTS).find(
+        {
+            "course_id": ObjectId(course_id),
+            "status": ACTIVE,
+            "op": {"$in": [Int64(op) for op in ops]},
+        },
+        {"op": 1},
+    )
+    moved = 0
+    with unavailable_on_driver_error():
+        async for doc in found:
+            result = await get_collection(ENROLLMENTS).update_one(
+                {"_id": doc["_id"], "status": ACTIVE, "op": doc["op"]},
+                {"$set": {"status": WAITLISTED, "op": None, "waitlist_key": doc["op"]}},
+            )
+            moved += result.modified_count
+    return moved
+
+
+async def enrollment_waitlist_keys_fill(course_id: str) -> int:
+    """Repair: a waitlisted enrollment without a FIFO key (written by hand or by an older
+    version) gets one after every existing key, in `_id` order. Returns how many."""
+    found = (
+        get_collection(ENROLLMENTS)
+        .find(
+            {"course_id": ObjectId(course_id), "status": WAITLISTED, "waitlist_key": None},
+            {"_id": 1},
+        )
+        .sort([("_id", ASCENDING)])
+    )
+    filled = 0
+    with unavailable_on_driver_error():
+        async for doc in found:
+            result = await get_collection(ENROLLMENTS).update_one(
+                {"_id": doc["_id"], "status": WAITLISTED, "waitlist_key": None},
+                {"$set": {"waitlist_key": Int64(membership.new_op(bulk=False)), "op": None}},
+            )
+            filled += result.modified_count
+    return filled
+
+
 async def enrollment_op_counts(
     course_id: str, statuses: Sequence[str] = MEMBER_STATUSES
 ) -> dict[int | None, int]:
