@@ -66,6 +66,8 @@ async def waitlist_positions(enrollments: Iterable[Enrollment]) -> dict[str, int
     """The 1-based FIFO position of each waitlisted one among `enrollments`, by id (one
     indexed count each, concurrently; other statuses cost nothing)."""
     waiting = [e for e in enrollments if e.status == WAITLISTED and e.waitlist_key is not None]
+    if not waiting:
+        return {}
     positions = await asyncio.gather(
         *(repository.enrollment_waitlist_position(e.course_id, e.waitlist_key) for e in waiting)
     )
@@ -73,7 +75,11 @@ async def waitlist_positions(enrollments: Iterable[Enrollment]) -> dict[str, int
 
 
 async def enrollment_position(enrollment: Enrollment) -> int | None:
-    return (await waitlist_positions([enrollment])).get(enrollment.id)
+    if enrollment.status != WAITLISTED or enrollment.waitlist_key is None:
+        return None  # the hot path: no query, no task
+    return await repository.enrollment_waitlist_position(
+        enrollment.course_id, enrollment.waitlist_key
+    )
 
 
 async def enrollment_list_for_user(

@@ -90,7 +90,8 @@ def test_every_route_has_an_expected_access_level():
     assert not stale, f"EXPECTED entries for routes that no longer exist: {stale}"
 
 
-def _url(route: str, course_id: str, user_id: int) -> str:
+def route_url(route: str, course_id: str, user_id: int) -> str:
+    """A concrete URL for a route of the URL conf (any enrollment id: a well-formed one)."""
     return "/" + (
         route.replace("<objectid:course_id>", course_id)
         .replace("<int:user_id>", str(user_id))
@@ -158,7 +159,7 @@ async def test_permission_matrix(api, role, role_headers, make_user, create_cour
             continue
         body = await _body(name, make_user=make_user, target_user_id=target.id)
         response = await api.request(
-            method, _url(route, course["id"], target.id), json=body, headers=headers
+            method, route_url(route, course["id"], target.id), json=body, headers=headers
         )
         assert response.status_code < 500, (role, name, method, response.text[:200])
         if _allowed(level, role):
