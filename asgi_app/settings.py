@@ -221,7 +221,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
-        "EnrollmentStatusEnum": ["active"],
+        "EnrollmentStatusEnum": ["active", "waitlisted", "completed", "withdrawn"],
         "AssignmentStatusEnum": ["enrolled", "already_enrolled", "not_found", "inactive"],
         "CourseStatusEnum": ["open", "archived"],
         "CourseListStatusEnum": ["open", "archived", "all"],

@@ -84,6 +84,8 @@ class ApiView(AsyncAPIView):
         except Exception as exc:
             response = self.handle_exception(exc)
         self.response = self.finalize_response(request, response, *args, **kwargs)
+        if not isinstance(self.response, Response):
+            return self.response  # already an HttpResponse (a streamed CSV)
         return _rendered(self.response)
 
     async def options(self, request, *args, **kwargs):

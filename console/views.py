@@ -63,7 +63,7 @@ def _admission(course) -> tuple[bool, str]:
 @member_page()
 async def course(request: HttpRequest, course_id: str) -> HttpResponse:
     found = await selectors.course_get(course_id=course_id, with_enrolled_users=False)
-    enrollment = await selectors.enrollment_get(course_id=course_id, user_id=request.user.id)
+    enrollment = await selectors.enrollment_in_course(course_id=course_id, user_id=request.user.id)
     can_enroll, reason = _admission(found)
     context = {
         "course": found,

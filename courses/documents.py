@@ -57,6 +57,10 @@ class Admission:
     status: str
     enrollment_opens_at: datetime | None
     enrollment_closes_at: datetime | None
+    # Seats (None: unlimited). A hint like the rest: the counting write pins the value it
+    # read (`enrollers < capacity` and `capacity == value` in its filter), so a stale one
+    # makes the write miss, never oversell.
+    capacity: int | None = None
 
     def refusal(self, moment: datetime, *, self_enrollment: bool) -> str | None:
         """Why the course takes no new enrollment at `moment` ("course_archived" or
@@ -80,6 +84,15 @@ def window_contains(opens: datetime | None, closes: datetime | None, moment: dat
     return (opens is None or opens <= moment) and (closes is None or moment < closes)
 
 
+# Enrollment statuses (docs/api.md, "Enrollment lifecycle"). Members are active or completed.
+ACTIVE = "active"
+WAITLISTED = "waitlisted"
+COMPLETED = "completed"
+WITHDRAWN = "withdrawn"
+ENROLLMENT_STATUSES = (ACTIVE, WAITLISTED, COMPLETED, WITHDRAWN)
+MEMBER_STATUSES = (ACTIVE, COMPLETED)
+
+
 @dataclass(frozen=True)
 class Enrollment:
     id: str
@@ -91,8 +104,31 @@ class Enrollment:
     source: str
     assigned_by: int | None
     # The membership operation that counts this enrollment into its course exactly once
-    # (`courses.membership`); None on enrollments written before that mechanism existed.
+    # (`courses.membership`); None when nothing is pending: the course's counters already
+    # reflect the status (and on enrollments written before operations existed).
     op: int | None = None
+    due_at: datetime | None = None
+    completed_at: datetime | None = None
+    withdrawn_at: datetime | None = None
+    # While waitlisted: the FIFO key (the id of the operation that found the course full,
+    # ordered by creation time); the 1-based position is computed from it at read.
+    waitlist_key: int | None = None
+
+    @property
+    def is_member(self) -> bool:
+        return self.status in MEMBER_STATUSES
+
+    def is_overdue(self, moment: datetime) -> bool:
+        return self.status == ACTIVE and self.due_at is not None and self.due_at < moment
+
+
+@dataclass(frozen=True)
+class CourseState:
+    """A fresh read of what decides why a counting write missed."""
+
+    admission: Admission
+    applied: list[int]
+    enrollers: int
 
 
 @dataclass(frozen=True)

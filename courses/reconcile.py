@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from common.errors import NotFound
-from courses import membership, repository
+from courses import membership, repository, services
+from courses.documents import WITHDRAWN
 
 MAX_ATTEMPTS = 5
 # Operations younger than this may belong to a request still running (docs/scaling.md).
@@ -65,13 +66,32 @@ async def course_reconcile(
         if course is None:
             raise NotFound(f"Course {course_id} not found.")
         recorded = set(course.applied)
-        retired = [e - 1 for e in recorded if e & 1 and settled(e - 1)]
-        if retired and not dry_run:
-            await repository.enrollment_restamp(course_id, retired, None)
+        retired_all = [e - 1 for e in recorded if e & 1 and settled(e - 1)]
+        # A retired bulk operation's enrollments are adopted (counted); a retired single
+        # join is one that found the course full: its enrollment belongs on the waitlist.
+        retired = [op for op in retired_all if membership.is_bulk(op)]
+        if not dry_run:
+            if retired:
+                await repository.enrollment_restamp(course_id, retired, None)
+            singles = [op for op in retired_all if not membership.is_bulk(op)]
+            if singles:
+                await repository.enrollment_waitlist_retired(course_id, singles)
+            await repository.enrollment_waitlist_keys_fill(course_id)
         groups = await repository.enrollment_op_counts(course_id)
         full = len(course.applied) >= membership.APPLIED_OPS
         floor = course.applied[0] if full else None
         counted_ops, pending_ops, count = [], [], 0
+        leaves = await repository.enrollment_op_counts(course_id, (WITHDRAWN,))
+        for op, n in leaves.items():
+            # A withdrawal is counted out once its operation is applied; a young one that
+            # is not may still be on its way (its member still counted), an old one died
+            # between its two writes: count it out here and record it.
+            if op is None or op in recorded or (floor is not None and op < floor):
+                continue
+            if settled(op):
+                counted_ops.append(op)
+            else:
+                count += n
         for op, n in groups.items():
             if op is None or op in recorded or op in retired:
                 count += n
@@ -100,6 +120,8 @@ async def course_reconcile(
         )
         in_step = count == course.enrollers and not strays and _holds_recent(listed, recent_ids)
         if dry_run or (in_step and not counted_ops):
+            if not dry_run:
+                await services.promote_waitlisted(course_id, seats=None, check_first=True)
             return fix if not in_step else _unchanged(fix)
         if await repository.course_replace_membership(
             course_id,
@@ -108,6 +130,8 @@ async def course_reconcile(
             members=recent if not in_step else None,
             applied=sorted(recorded | {o for o in counted_ops if o not in retired}),
         ):
+            # Seats the repair freed go to the waitlist (FIFO), as a withdrawal's would.
+            await services.promote_waitlisted(course_id, seats=None, check_first=True)
             return fix if not in_step else _unchanged(fix)
     raise RuntimeError(f"Course {course_id} kept changing; run reconcile again.")
 

@@ -7,7 +7,8 @@ duplicate keys become return values, connection failures a 503 (`ServiceUnavaila
 
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -20,11 +21,15 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from courses import membership
 from courses.documents import (
+    ACTIVE,
     COURSE_ARCHIVED,
     COURSE_OPEN,
+    MEMBER_STATUSES,
+    WAITLISTED,
     Admission,
     Course,
     CourseCounters,
+    CourseState,
     EnrolledUser,
     Enrollment,
     millisecond_precision,
@@ -46,6 +51,8 @@ from mongo.indexes import (
 )
 
 DUPLICATE_KEY = 11000
+# Enrollments per read of a streamed roster (CSV).
+ROSTER_STREAM_BATCH = 1000
 _LIST_PROJECTION = {"enrolled_users": 0, "title_words": 0}
 
 
@@ -93,10 +100,16 @@ def _admission(doc: dict[str, Any]) -> Admission:
         status=doc.get("status", COURSE_OPEN),
         enrollment_opens_at=doc.get("enrollment_opens_at"),
         enrollment_closes_at=doc.get("enrollment_closes_at"),
+        capacity=doc.get("capacity"),
     )
 
 
-_ADMISSION_PROJECTION = {"status": 1, "enrollment_opens_at": 1, "enrollment_closes_at": 1}
+_ADMISSION_PROJECTION = {
+    "status": 1,
+    "enrollment_opens_at": 1,
+    "enrollment_closes_at": 1,
+    "capacity": 1,
+}
 _WORD = re.compile(r"\w+")
 
 
@@ -116,6 +129,10 @@ def _enrollment(doc: dict[str, Any]) -> Enrollment:
         source=doc["source"],
         assigned_by=doc.get("assigned_by"),
         op=doc.get("op"),
+        due_at=doc.get("due_at"),
+        completed_at=doc.get("completed_at"),
+        withdrawn_at=doc.get("withdrawn_at"),
+        waitlist_key=doc.get("waitlist_key"),
     )
 
 
@@ -129,8 +146,16 @@ def _enrollment_doc(enrollment: Enrollment) -> dict[str, Any]:
         "enrolled_at": enrollment.enrolled_at,
         "source": enrollment.source,
         "assigned_by": enrollment.assigned_by,
-        "op": None if enrollment.op is None else Int64(enrollment.op),
+        "op": _int64(enrollment.op),
+        "due_at": enrollment.due_at,
+        "completed_at": enrollment.completed_at,
+        "withdrawn_at": enrollment.withdrawn_at,
+        "waitlist_key": _int64(enrollment.waitlist_key),
     }
+
+
+def _int64(value: int | None) -> Int64 | None:
+    return None if value is None else Int64(value)
 
 
 # Courses
@@ -160,7 +185,10 @@ async def course_insert(course: Course) -> bool:
     except DuplicateKeyError:
         return False
     _remember_course(
-        course.id, Admission(course.status, course.enrollment_opens_at, course.enrollment_closes_at)
+        course.id,
+        Admission(
+            course.status, course.enrollment_opens_at, course.enrollment_closes_at, course.capacity
+        ),
     )
     return True
 
@@ -237,19 +265,20 @@ async def course_exists(course_id: str, *, fresh: bool = False) -> bool:
     return await course_admission(course_id, fresh=fresh) is not None
 
 
-async def course_admission_ledger(course_id: str) -> tuple[Admission, list[int]] | None:
-    """(admission state, the `applied` ledger), read fresh; None if the course does not
-    exist. For the rare path where applying an enrollment's operation failed."""
+async def course_state(course_id: str) -> CourseState | None:
+    """Admission state, `applied` ledger and `enrollers`, read fresh; None if the course does
+    not exist. For the rare path where applying an enrollment's operation missed."""
     with unavailable_on_driver_error():
         doc = await get_collection(COURSES).find_one(
-            {"_id": ObjectId(course_id)}, {**_ADMISSION_PROJECTION, "applied": 1}
+            {"_id": ObjectId(course_id)},
+            {**_ADMISSION_PROJECTION, "applied": 1, "enrollers": 1},
         )
     if doc is None:
         course_forget(course_id)
         return None
     admission = _admission(doc)
     _remember_course(course_id, admission)
-    return admission, list(doc.get("applied") or [])
+    return CourseState(admission, list(doc.get("applied") or []), doc["enrollers"])
 
 
 async def course_update(course_id: str, changes: dict[str, Any]) -> Course | None:
@@ -422,6 +451,21 @@ def _op_guard(ops: Sequence[int]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Seats:
+    """The seat guard of a counting write: the capacity its caller believes the course has
+    (None: unlimited). The write applies only while that is still the capacity and the
+    members fit: the seat is taken in the same atomic update that counts the member in."""
+
+    capacity: int | None
+
+
+def _seat_guard(capacity: int | None, count: int) -> dict[str, Any]:
+    if capacity is None:
+        return {"capacity": None}  # also matches documents older than the field
+    return {"capacity": capacity, "enrollers": {"$lte": capacity - count}}
+
+
 def _record(ops: Sequence[int]) -> dict[str, Any]:
     return {"$each": list(ops), "$sort": 1, "$slice": -membership.APPLIED_OPS}
 
@@ -433,6 +477,7 @@ async def course_apply_op(
     count: int,
     members: Sequence[EnrolledUser],
     self_enrollment_at: datetime | None = None,
+    seats: Seats | None = None,
 ) -> int | None:
     """Count one membership operation into the course, once: `count` more members, and
     `members` (its newest, oldest first) appended to `enrolled_users`, which keeps the
@@ -448,6 +493,8 @@ async def course_apply_op(
     query: dict[str, Any] = {"_id": ObjectId(course_id), **_op_guard([op])}
     if self_enrollment_at is not None:
         query.update(_admits_self_enrollment(self_enrollment_at))
+    if seats is not None:
+        query.update(_seat_guard(seats.capacity, count))
     with unavailable_on_driver_error():
         doc = await get_collection(COURSES).find_one_and_update(
             query,
@@ -478,6 +525,69 @@ async def course_retire_op(course_id: str, op: int) -> bool:
                 "$push": {"applied": _record([membership.retired(op)])},
                 "$set": {"updated_at": now()},
             },
+        )
+    return result.modified_count == 1
+
+
+@dataclass(frozen=True)
+class AfterLeave:
+    enrollers: int
+    capacity: int | None
+    listed: list[int]  # user ids of `enrolled_users`, oldest first
+
+
+async def course_apply_leave(course_id: str, op: int, user_id: int) -> AfterLeave | None:
+    """Count one member out, once (the same ledger guard as `course_apply_op`): `enrollers`
+    minus 1 and the user pulled from `enrolled_users`. None when `op` was applied (or retired,
+    or is out of the window) or the course is gone."""
+    with unavailable_on_driver_error():
+        doc = await get_collection(COURSES).find_one_and_update(
+            {"_id": ObjectId(course_id), **_op_guard([op])},
+            {
+                "$inc": {"enrollers": -1},
+                "$pull": {"enrolled_users": {"user_id": user_id}},
+                "$push": {"applied": _record([op])},
+                "$set": {"updated_at": now()},
+            },
+            projection={"enrollers": 1, "capacity": 1, "enrolled_users.user_id": 1, "_id": 0},
+            return_document=ReturnDocument.AFTER,
+        )
+    if doc is None:
+        return None
+    listed = [u["user_id"] for u in doc.get("enrolled_users", [])]
+    return AfterLeave(doc["enrollers"], doc.get("capacity"), listed)
+
+
+async def course_backfill_member(course_id: str, listed: Sequence[int]) -> bool:
+    """After a member left the embedded list of a course with more members than it holds:
+    put back the most recent member it lacks, at the front (the oldest end). Guarded so that
+    concurrent backfills neither duplicate a member nor overfill the list."""
+    keep = _embedded_members()
+    found = (
+        get_collection(ENROLLMENTS)
+        .find(
+            {
+                "course_id": ObjectId(course_id),
+                "status": {"$in": list(MEMBER_STATUSES)},
+                "user_id": {"$nin": list(listed)},
+            },
+            {"user_id": 1, "username": 1, "_id": 0},
+        )
+        .sort([("op", DESCENDING), ("_id", DESCENDING)])
+        .limit(1)
+    )
+    with unavailable_on_driver_error():
+        docs = [doc async for doc in found]
+        if not docs:
+            return False
+        user = EnrolledUser(docs[0]["user_id"], docs[0]["username"])
+        result = await get_collection(COURSES).update_one(
+            {
+                "_id": ObjectId(course_id),
+                "enrolled_users.user_id": {"$ne": user.user_id},
+                f"enrolled_users.{keep - 1}": {"$exists": False},
+            },
+            {"$push": {"enrolled_users": {"$each": [_member(user)], "$position": 0}}},
         )
     return result.modified_count == 1
 
@@ -672,15 +782,45 @@ async def enrollment_members_of_op(course_id: str, op: int, *, limit: int) -> li
     return members[::-1]
 
 
-async def enrollment_count_for_user(user_id: int) -> int:
+@dataclass(frozen=True)
+class EnrollmentFilter:
+    """`?status=` (one of ENROLLMENT_STATUSES, or None: all), `?overdue=true` (active with
+    `due_at` before `moment`) and, on a roster, `?search=` (username prefix, any case)."""
+
+    status: str | None = None
+    overdue_at: datetime | None = None
+    search: str = ""
+
+    def query(self) -> dict[str, Any]:
+        query: dict[str, Any] = {}
+        if self.overdue_at is not None:
+            query["status"] = ACTIVE if self.status in (None, ACTIVE) else "-"  # "-": none
+            query["due_at"] = {"$lt": self.overdue_at}
+        elif self.status is not None:
+            query["status"] = self.status
+        if self.search:
+            query["username"] = {"$regex": "^" + re.escape(self.search), "$options": "i"}
+        return query
+
+
+EVERY_ENROLLMENT = EnrollmentFilter()
+
+
+async def enrollment_count_for_user(
+    user_id: int, where: EnrollmentFilter = EVERY_ENROLLMENT
+) -> int:
     with unavailable_on_driver_error():
-        return await get_collection(ENROLLMENTS).count_documents({"user_id": user_id})
+        return await get_collection(ENROLLMENTS).count_documents(
+            {"user_id": user_id, **where.query()}
+        )
 
 
-async def enrollment_page_for_user(user_id: int, *, limit: int, offset: int) -> list[Enrollment]:
+async def enrollment_page_for_user(
+    user_id: int, *, limit: int, offset: int, where: EnrollmentFilter = EVERY_ENROLLMENT
+) -> list[Enrollment]:
     cursor = (
         get_collection(ENROLLMENTS)
-        .find({"user_id": user_id})
+        .find({"user_id": user_id, **where.query()})
         .sort([("enrolled_at", DESCENDING), ("_id", DESCENDING)])
         .skip(offset)
         .limit(limit)
@@ -689,10 +829,105 @@ async def enrollment_page_for_user(user_id: int, *, limit: int, offset: int) -> 
         return [_enrollment(doc) async for doc in cursor]
 
 
-async def enrollment_member_count(course_id: str) -> int:
-    """How many members the course has: the source of truth for `enrollers`."""
+async def enrollment_get(enrollment_id: str) -> Enrollment | None:
     with unavailable_on_driver_error():
-        return await get_collection(ENROLLMENTS).count_documents({"course_id": ObjectId(course_id)})
+        doc = await get_collection(ENROLLMENTS).find_one({"_id": ObjectId(enrollment_id)})
+    return None if doc is None else _enrollment(doc)
+
+
+_INT64_FIELDS = ("op", "waitlist_key")
+
+
+async def enrollment_transition(expected: Enrollment, changes: dict[str, Any]) -> Enrollment | None:
+    """Change an enrollment only if it is still as `expected` was read (its status,
+    operation and waitlist key): one conditional write, so of two concurrent transitions
+    from the same state exactly one applies. Returns the enrollment as it now is, or None
+    when it had changed (the caller re-reads and decides again)."""
+    update = {k: _int64(v) if k in _INT64_FIELDS else v for k, v in changes.items()}
+    with unavailable_on_driver_error():
+        doc = await get_collection(ENROLLMENTS).find_one_and_update(
+            {
+                "_id": ObjectId(expected.id),
+                "status": expected.status,
+                "op": _int64(expected.op),
+                "waitlist_key": _int64(expected.waitlist_key),
+            },
+            {"$set": update},
+            return_document=ReturnDocument.AFTER,
+        )
+    return None if doc is None else _enrollment(doc)
+
+
+async def enrollment_waitlist_heads(course_id: str, *, limit: int) -> list[Enrollment]:
+    """The first `limit` of the course's waitlist, in FIFO order (smallest key first)."""
+    cursor = (
+        get_collection(ENROLLMENTS)
+        .find({"course_id": ObjectId(course_id), "status": WAITLISTED})
+        .sort([("waitlist_key", ASCENDING)])
+        .limit(limit)
+    )
+    with unavailable_on_driver_error():
+        return [_enrollment(doc) async for doc in cursor]
+
+
+async def enrollment_waitlist_position(course_id: str, key: int) -> int:
+    """1-based FIFO position of the waitlisted enrollment with `key`: how many waitlisted
+    enrollments of the course have a key up to it (positions never have gaps)."""
+    with unavailable_on_driver_error():
+        return await get_collection(ENROLLMENTS).count_documents(
+            {
+                "course_id": ObjectId(course_id),
+                "status": WAITLISTED,
+                "waitlist_key": {"$lte": Int64(key)},
+            }
+        )
+
+
+async def enrollment_roster_page(
+    course_id: str, *, where: EnrollmentFilter, after: str | None, limit: int
+) -> list[Enrollment]:
+    """One roster page, oldest first (by `_id`, which orders by creation), after the
+    enrollment id `after`: a cursor, so page N costs what page 1 costs."""
+    query: dict[str, Any] = {"course_id": ObjectId(course_id), **where.query()}
+    if after is not None:
+        query["_id"] = {"$gt": ObjectId(after)}
+    cursor = get_collection(ENROLLMENTS).find(query).sort([("_id", ASCENDING)]).limit(limit)
+    with unavailable_on_driver_error():
+        return [_enrollment(doc) async for doc in cursor]
+
+
+async def enrollment_roster_stream(
+    course_id: str, *, where: EnrollmentFilter
+) -> AsyncIterator[list[Enrollment]]:
+    """The whole roster in batches, oldest first: each batch one indexed range read after
+    the last id seen, so memory stays one batch whatever the course's size."""
+    batch = ROSTER_STREAM_BATCH
+    after = None
+    while True:
+        page = await enrollment_roster_page(course_id, where=where, after=after, limit=batch)
+        if page:
+            yield page
+        if len(page) < batch:
+            return
+        after = page[-1].id
+
+
+async def enrollment_status_counts(course_id: str, overdue_at: datetime) -> tuple[dict, int]:
+    """(count per status, overdue count) of one course: a `$group` over the course's
+    range of the (course_id, status, due_at) index, and an indexed count of the active
+    enrollments due before `overdue_at`, sent concurrently."""
+    pipeline = [
+        {"$match": {"course_id": ObjectId(course_id)}},
+        {"$group": {"_id": "$status", "n": {"$sum": 1}}},
+    ]
+    enrollments = get_collection(ENROLLMENTS)
+    with unavailable_on_driver_error():
+        result = await cursor(enrollments.aggregate(pipeline))
+        counts = {doc["_id"]: doc["n"] async for doc in result}
+        overdue = await enrollments.count_documents(
+            {"course_id": ObjectId(course_id), "status": ACTIVE, "due_at": {"$lt": overdue_at}}
+        )
+    return counts, overdue
 
 
 async def enrollment_recent_members(
@@ -700,7 +935,10 @@ async def enrollment_recent_members(
 ) -> list[EnrolledUser]:
     """The course's `limit` most recent members, oldest first: by operation id, then by
     insertion (`_id`); enrollments older than operations come first."""
-    query: dict[str, Any] = {"course_id": ObjectId(course_id)}
+    query: dict[str, Any] = {
+        "course_id": ObjectId(course_id),
+        "status": {"$in": list(MEMBER_STATUSES)},
+    }
     if excluding_ops:
         query["op"] = {"$nin": [Int64(op) for op in excluding_ops]}
     cursor = (
@@ -806,10 +1044,58 @@ async def enrollment_index_ensure() -> bool:
     return True
 
 
-async def enrollment_op_counts(course_id: str) -> dict[int | None, int]:
-    """How many enrollments of the course each operation has (None: none recorded)."""
+async def enrollment_waitlist_retired(course_id: str, ops: Sequence[int]) -> int:
+    """Repair: active enrollments still under a retired single join (their request died
+    after finding the course full, before waitlisting them) join the waitlist, keyed by
+    that operation as the request would have done. Returns how many."""
+    found = get_collection(ENROLLMENTS).find(
+        {
+            "course_id": ObjectId(course_id),
+            "status": ACTIVE,
+            "op": {"$in": [Int64(op) for op in ops]},
+        },
+        {"op": 1},
+    )
+    moved = 0
+    with unavailable_on_driver_error():
+        async for doc in found:
+            result = await get_collection(ENROLLMENTS).update_one(
+                {"_id": doc["_id"], "status": ACTIVE, "op": doc["op"]},
+                {"$set": {"status": WAITLISTED, "op": None, "waitlist_key": doc["op"]}},
+            )
+            moved += result.modified_count
+    return moved
+
+
+async def enrollment_waitlist_keys_fill(course_id: str) -> int:
+    """Repair: a waitlisted enrollment without a FIFO key (written by hand or by an older
+    version) gets one after every existing key, in `_id` order. Returns how many."""
+    found = (
+        get_collection(ENROLLMENTS)
+        .find(
+            {"course_id": ObjectId(course_id), "status": WAITLISTED, "waitlist_key": None},
+            {"_id": 1},
+        )
+        .sort([("_id", ASCENDING)])
+    )
+    filled = 0
+    with unavailable_on_driver_error():
+        async for doc in found:
+            result = await get_collection(ENROLLMENTS).update_one(
+                {"_id": doc["_id"], "status": WAITLISTED, "waitlist_key": None},
+                {"$set": {"waitlist_key": Int64(membership.new_op(bulk=False)), "op": None}},
+            )
+            filled += result.modified_count
+    return filled
+
+
+async def enrollment_op_counts(
+    course_id: str, statuses: Sequence[str] = MEMBER_STATUSES
+) -> dict[int | None, int]:
+    """How many enrollments of the course in `statuses` each operation has (None: none
+    pending or recorded)."""
     pipeline = [
-        {"$match": {"course_id": ObjectId(course_id)}},
+        {"$match": {"course_id": ObjectId(course_id), "status": {"$in": list(statuses)}}},
         {"$group": {"_id": "$op", "n": {"$sum": 1}}},
     ]
     with unavailable_on_driver_error():

@@ -6,7 +6,7 @@ describe the same shapes for the OpenAPI schema; the contract tests keep the two
 """
 
 import re
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -20,6 +20,7 @@ from courses.documents import (
     COURSE_OPEN,
     COURSE_ORDERINGS,
     COURSE_STATUSES,
+    ENROLLMENT_STATUSES,
     Course,
     Enrollment,
     millisecond_precision,
@@ -240,6 +241,31 @@ class CourseListQuerySerializer(serializers.Serializer):
     )
 
 
+class EnrollmentQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(ENROLLMENT_STATUSES, required=False)
+    overdue = serializers.BooleanField(
+        required=False, default=False, help_text="`true`: only active enrollments past due."
+    )
+
+
+class RosterQuerySerializer(EnrollmentQuerySerializer):
+    search = serializers.CharField(
+        max_length=150,
+        allow_blank=True,
+        default="",
+        help_text="Usernames starting with this text (case-insensitive).",
+    )
+    cursor = serializers.RegexField(
+        r"^[0-9a-f]{24}$", required=False, help_text="From the previous page's `next`."
+    )
+    limit = serializers.IntegerField(
+        min_value=1, max_value=1000, default=100, help_text="Page size (default 100)."
+    )
+    format = serializers.ChoiceField(
+        ["json", "csv"], default="json", help_text="`csv` streams the whole roster."
+    )
+
+
 class AssignSerializer(StrictSerializer):
     user_id = StrictIntegerField()
 
@@ -281,7 +307,11 @@ def course_data(course: Course, *, with_enrolled_users: bool = False) -> dict[st
     return data
 
 
-def enrollment_data(enrollment: Enrollment) -> dict[str, Any]:
+def enrollment_data(
+    enrollment: Enrollment, *, position: int | None = None, moment=None
+) -> dict[str, Any]:
+    """ENROLLMENT; `position` is the waitlist position (computed by the caller for
+    waitlisted enrollments), `moment` the time `is_overdue` is judged at (default: now)."""
     return {
         "id": enrollment.id,
         "user_id": enrollment.user_id,
@@ -290,7 +320,27 @@ def enrollment_data(enrollment: Enrollment) -> dict[str, Any]:
         "status": enrollment.status,
         "enrolled_at": _iso(enrollment.enrolled_at),
         "source": enrollment.source,
+        "assigned_by": enrollment.assigned_by,
+        "due_at": _iso_or_none(enrollment.due_at),
+        "completed_at": _iso_or_none(enrollment.completed_at),
+        "withdrawn_at": _iso_or_none(enrollment.withdrawn_at),
+        "waitlist_position": position,
+        "is_overdue": enrollment.is_overdue(moment or datetime.now(UTC)),
     }
+
+
+CSV_COLUMNS = ("user_id", "username", "status", "enrolled_at", "due_at", "completed_at")
+
+
+def enrollment_csv_row(enrollment: Enrollment) -> list[Any]:
+    return [
+        enrollment.user_id,
+        enrollment.username,
+        enrollment.status,
+        _iso(enrollment.enrolled_at),
+        _iso_or_none(enrollment.due_at) or "",
+        _iso_or_none(enrollment.completed_at) or "",
+    ]
 
 
 # OpenAPI shapes of the output
@@ -345,9 +395,23 @@ class EnrollmentSerializer(serializers.Serializer):
     user_id = serializers.IntegerField()
     username = serializers.CharField()
     course_id = serializers.CharField()
-    status = serializers.ChoiceField(choices=["active"])
+    status = serializers.ChoiceField(
+        choices=ENROLLMENT_STATUSES,
+        help_text="`active` and `completed` are members (counted in `enrollers`); "
+        "`waitlisted` waits for a seat (FIFO); `withdrawn` left.",
+    )
     enrolled_at = serializers.DateTimeField()
     source = serializers.ChoiceField(choices=["self", "admin"])
+    assigned_by = serializers.IntegerField(
+        allow_null=True, help_text="The admin who assigned it; null for self-enrollment."
+    )
+    due_at = serializers.DateTimeField(allow_null=True)
+    completed_at = serializers.DateTimeField(allow_null=True)
+    withdrawn_at = serializers.DateTimeField(allow_null=True)
+    waitlist_position = serializers.IntegerField(
+        min_value=1, allow_null=True, help_text="1-based FIFO position while waitlisted."
+    )
+    is_overdue = serializers.BooleanField(help_text="Active and `due_at` has passed.")
 
 
 class MyEnrollmentSerializer(EnrollmentSerializer):
@@ -375,3 +439,25 @@ class AssignmentReportSerializer(serializers.Serializer):
     summary = ReportSummarySerializer()
     results = ReportResultSerializer(many=True)
     enrollers = serializers.IntegerField()
+
+
+class RosterPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    results = EnrollmentSerializer(many=True)
+
+
+class StatusCountsSerializer(serializers.Serializer):
+    active = serializers.IntegerField()
+    waitlisted = serializers.IntegerField()
+    completed = serializers.IntegerField()
+    withdrawn = serializers.IntegerField()
+
+
+class CourseReportSerializer(serializers.Serializer):
+    course_id = serializers.CharField()
+    counts = StatusCountsSerializer()
+    members = serializers.IntegerField(help_text="active + completed.")
+    capacity = serializers.IntegerField(allow_null=True)
+    seats_left = serializers.IntegerField(allow_null=True)
+    overdue = serializers.IntegerField()
+    completion_rate = serializers.FloatField(help_text="completed / members, 4 decimals.")

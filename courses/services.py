@@ -1,23 +1,51 @@
 """Course and enrollment rules (writes)."""
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 
-from common.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from common.errors import Conflict, DomainError, InvalidInput, NotFound, ServiceUnavailable
 from courses import membership, repository
-from courses.documents import COURSE_OPEN, Admission, Course, EnrolledUser, Enrollment
+from courses.documents import (
+    ACTIVE,
+    COMPLETED,
+    COURSE_OPEN,
+    WAITLISTED,
+    WITHDRAWN,
+    Admission,
+    Course,
+    EnrolledUser,
+    Enrollment,
+)
 
 COURSE_NOT_FOUND = "Course not found."
+ENROLLMENT_NOT_FOUND = "Enrollment not found."
 WINDOW_ORDER = "enrollment_opens_at must be earlier than enrollment_closes_at."
 
 
 class CourseArchived(Conflict):
     code = "course_archived"
     default_detail = "The course is archived: it takes no new enrollments or assignments."
+
+
+class AlreadyCompleted(Conflict):
+    code = "already_completed"
+    default_detail = "The enrollment is completed: it can no longer be withdrawn."
+
+
+class NotActive(Conflict):
+    code = "not_active"
+    default_detail = "Only an active enrollment can be completed."
+
+
+class AssignedEnrollment(DomainError):
+    status_code = 403
+    code = "assigned_enrollment"
+    default_detail = "An admin assigned this enrollment: only an admin can withdraw it."
 
 
 class EnrollmentClosed(Conflict):
@@ -87,6 +115,9 @@ async def course_update(*, course_id: str, changes: dict[str, Any]) -> Course:
         changes = {**changes, "amount": changes["amount"].quantize(Decimal("0.01"))}
     course = await repository.course_update(course_id, changes)
     if course is not None:
+        if "capacity" in changes and await promote_waitlisted(course_id, seats=course.seats_left):
+            # Raising the capacity promotes from the waitlist at once.
+            return await repository.course_get(course_id) or course
         return course
     if not await repository.course_exists(course_id, fresh=True):
         raise NotFound(COURSE_NOT_FOUND)
@@ -135,14 +166,15 @@ async def enrollment_create(
 async def enrollment_create_in_course(
     *, course_id: str, user_id: int, username: str, source: str, assigned_by: int | None
 ) -> tuple[Enrollment, bool]:
-    """`enrollment_create` for a course the caller has just seen exist: two commands, the
-    enrollment upsert and the guarded course update."""
+    """`enrollment_create` for a course the caller has just seen exist: in the common case
+    (room left, or a repeat) two commands, the enrollment upsert and the guarded course
+    update, which also takes the seat."""
     enrollment = Enrollment(
         id=repository.new_id(),
         user_id=user_id,
         username=username,
         course_id=course_id,
-        status="active",
+        status=ACTIVE,
         enrolled_at=repository.now(),
         source=source,
         assigned_by=assigned_by,
@@ -150,14 +182,25 @@ async def enrollment_create_in_course(
     )
     existing = await repository.enrollment_insert_or_get(enrollment)
     if existing is None:
-        if await _apply_single(enrollment, enrollment.enrolled_at) is None:
-            await _settle_unapplied(enrollment)
-        return enrollment, True
-    # A repeat: re-apply the enrollment's operation, a no-op unless an earlier attempt
-    # failed between its two writes. Enrollments of a bulk operation are the bulk path's
-    # (a repeat of that assignment adopts them); older ones were counted by version 1.
-    if existing.op is not None and not membership.is_bulk(existing.op):
-        await _apply_single(existing, repository.now())
+        return await _join(enrollment, enrollment.enrolled_at, inserted=True), True
+    # A repeat: settle the enrollment's pending operation, a no-op unless an earlier attempt
+    # failed between its two writes (or found the course full). Enrollments of a bulk
+    # operation are the bulk path's (a repeat of that assignment adopts them); older ones
+    # were counted by version 1. A withdrawn enrollment comes back.
+    settled = await _settle(existing)
+    if settled.status != WITHDRAWN:
+        return settled, False
+    return await _rejoin(settled, source=source, assigned_by=assigned_by), False
+
+
+async def _existing_or_refuse(
+    course_id: str, user_id: int, refused: Conflict
+) -> tuple[Enrollment, bool]:
+    """A course that takes no new enrollment still answers a repeat: 200, unchanged. A
+    withdrawn enrollment coming back is a new enrollment: refused."""
+    existing = await repository.enrollment_find(course_id, user_id)
+    if existing is None or existing.status == WITHDRAWN:
+        raise refused
     return existing, False
 
 
@@ -167,67 +210,279 @@ def _self_moment(enrollment: Enrollment, moment: datetime) -> datetime | None:
     return moment if enrollment.source == "self" else None
 
 
-async def _apply_single(enrollment: Enrollment, moment: datetime) -> int | None:
-    if enrollment.op is None:
-        return None  # counted before operations existed
+async def _apply_join(enrollment: Enrollment, moment: datetime, capacity: int | None) -> bool:
+    """Count the enrollment's operation in with the seat guard; True if this call did."""
     member = EnrolledUser(enrollment.user_id, enrollment.username)
-    return await repository.course_apply_op(
-        enrollment.course_id,
-        enrollment.op,
-        count=1,
-        members=[member],
-        self_enrollment_at=_self_moment(enrollment, moment),
-    )
-
-
-async def _existing_or_refuse(
-    course_id: str, user_id: int, refused: Conflict
-) -> tuple[Enrollment, bool]:
-    """A course that takes no new enrollment still answers a repeat: 200, unchanged."""
-    existing = await repository.enrollment_find(course_id, user_id)
-    if existing is None:
-        raise refused
-    return existing, False
-
-
-async def _settle_unapplied(enrollment: Enrollment) -> None:
-    """The enrollment was inserted but its operation did not apply: find out why.
-
-    The course was removed behind the service's back (take the enrollment back: 404); a
-    concurrent repeat applied the operation first (nothing to do); the course refuses a
-    self-enrollment — archived or outside the window as seen by the counting write itself,
-    which a process's cache cannot know — (take it back: the 409); or it changed back
-    (reopened) between the two reads: apply once more. If that misses too, more than
-    APPLIED_OPS newer operations were applied while this request sat between its writes
-    and it fell out of the ledger's window: the course is one short until
-    reconcile_enrollments runs. Say so loudly, that should never happen.
-    """
-    state = await repository.course_admission_ledger(enrollment.course_id)
-    if state is None:
-        await repository.enrollment_delete(enrollment.id)
-        raise NotFound(COURSE_NOT_FOUND)
-    admission, ledger = state
-    if enrollment.op in ledger:
-        return
-    # Only self-enrollments are counted conditionally; an admin assignment is never
-    # taken back (the service checked the course before writing it).
-    refused = enrollment.source == "self" and refusal_error(
-        admission, enrollment.enrolled_at, self_enrollment=True
-    )
-    if refused:
-        await repository.enrollment_delete(enrollment.id)
-        raise refused
-    if await _apply_single(enrollment, repository.now()) is None:
-        logger.warning(
-            "membership operation not applied; run reconcile_enrollments",
-            extra={"course_id": enrollment.course_id, "op": enrollment.op},
+    return (
+        await repository.course_apply_op(
+            enrollment.course_id,
+            enrollment.op,
+            count=1,
+            members=[member],
+            self_enrollment_at=_self_moment(enrollment, moment),
+            seats=repository.Seats(capacity),
         )
+        is not None
+    )
+
+
+async def _join(enrollment: Enrollment, moment: datetime, *, inserted: bool = False) -> Enrollment:
+    """Make an active enrollment whose operation is pending a member (taking a seat), or,
+    when the course is full, a waitlisted one. `inserted`: this request created it, so a
+    course that refuses it (archived or closed at the counting write) takes it back."""
+    admission = await repository.course_admission(enrollment.course_id)
+    capacity = None if admission is None else admission.capacity
+    if await _apply_join(enrollment, moment, capacity):
+        return enrollment
+    return await _settle_join(enrollment, inserted=inserted)
+
+
+def _settled_op(op: int, ledger: list[int]) -> bool:
+    """Whether `op` is applied, retired, or presumed applied (out of the ledger's window)."""
+    if op in ledger or membership.retired(op) in ledger:
+        return True
+    return len(ledger) >= membership.APPLIED_OPS and op < ledger[0]
+
+
+async def _settle_join(enrollment: Enrollment, *, inserted: bool) -> Enrollment:
+    """A join's counting write missed: find out why and finish the transition.
+
+    The course is gone (take back an enrollment this request inserted: 404); the operation
+    was applied by a concurrent repeat (done) or retired because the course was full (the
+    enrollment belongs on the waitlist); the course refuses a self-enrollment (a fresh
+    insert is taken back, a re-enrollment goes back to withdrawn: 409); the course is full
+    (retire the operation, so no late retry can count it, and waitlist the enrollment); or
+    the capacity or state changed under us (try again with the fresh values). If the
+    operation fell out of the ledger's window while the request sat between its writes, the
+    course is one short until reconcile_enrollments runs: say so loudly.
+    """
+    for _ in range(MAX_ROUNDS):
+        state = await repository.course_state(enrollment.course_id)
+        if state is None:
+            if inserted:
+                await repository.enrollment_delete(enrollment.id)
+            raise NotFound(COURSE_NOT_FOUND)
+        if membership.retired(enrollment.op) in state.applied:
+            return await _to_waitlist(enrollment)
+        if _settled_op(enrollment.op, state.applied):
+            if enrollment.op not in state.applied:
+                logger.warning(
+                    "membership operation out of the ledger window; run reconcile_enrollments",
+                    extra={"course_id": enrollment.course_id, "op": enrollment.op},
+                )
+            return enrollment
+        refused = enrollment.source == "self" and refusal_error(
+            state.admission,
+            enrollment.enrolled_at if inserted else repository.now(),
+            self_enrollment=True,
+        )
+        if refused:
+            if inserted:
+                await repository.enrollment_delete(enrollment.id)
+            elif await repository.course_retire_op(enrollment.course_id, enrollment.op):
+                await repository.enrollment_transition(
+                    enrollment, {"status": WITHDRAWN, "op": None, "withdrawn_at": repository.now()}
+                )
+            else:
+                continue
+            raise refused
+        capacity = state.admission.capacity
+        if capacity is not None and state.enrollers >= capacity:
+            if await repository.course_retire_op(enrollment.course_id, enrollment.op):
+                return await _to_waitlist(enrollment)
+            continue  # applied or retired meanwhile: look again
+        if await _apply_join(enrollment, repository.now(), capacity):
+            return enrollment
+    raise ServiceUnavailable("Could not update the course counters; retry the request.")
+
+
+async def _to_waitlist(enrollment: Enrollment) -> Enrollment:
+    """Move an active enrollment whose join was retired (course full) onto the waitlist,
+    keyed by that operation's id (its creation time: FIFO). Then, if a seat freed before
+    it was visible there, promote: no withdrawal can miss a waitlisted enrollment."""
+    waitlisted = await repository.enrollment_transition(
+        enrollment,
+        {"status": WAITLISTED, "op": None, "waitlist_key": enrollment.op},
+    )
+    if waitlisted is None:  # moved by a concurrent request (the same retired operation)
+        current = await repository.enrollment_get(enrollment.id)
+        if current is None:
+            raise NotFound(ENROLLMENT_NOT_FOUND)
+        return current
+    await promote_waitlisted(enrollment.course_id, seats=1, check_first=True)
+    return await repository.enrollment_get(enrollment.id) or waitlisted
+
+
+async def _settle(enrollment: Enrollment) -> Enrollment:
+    """Bring the enrollment's pending operation (if any) to its end before a transition: a
+    join is counted in (or the enrollment waitlisted), a leave counted out. So no
+    operation is ever overtaken unapplied, and a storm of enroll, withdraw and re-enroll
+    of one user converges without reconcile."""
+    op = enrollment.op
+    if op is None or membership.is_bulk(op):
+        return enrollment
+    if enrollment.status == WITHDRAWN:
+        await _apply_leave(enrollment.course_id, op, enrollment.user_id)
+        return enrollment
+    if enrollment.status == ACTIVE:
+        # One read of the course's ledger tells whether the join is settled (the common
+        # case: then nothing is written); only a pending one is applied.
+        return await _settle_join(enrollment, inserted=False)
+    return enrollment  # completed: its join was settled before it could be completed
+
+
+async def _apply_leave(course_id: str, op: int, user_id: int) -> None:
+    after = await repository.course_apply_leave(course_id, op, user_id)
+    if after is None:
+        return
+    if user_id in after.listed:  # a duplicate entry from a repair: nothing to do here
+        return
+    if len(after.listed) < min(after.enrollers, settings.COURSE_EMBEDDED_MEMBERS):
+        await repository.course_backfill_member(course_id, after.listed)
+    if after.capacity is not None and after.enrollers < after.capacity:
+        await promote_waitlisted(course_id, seats=1)
+
+
+async def promote_waitlisted(
+    course_id: str, *, seats: int | None, check_first: bool = False
+) -> int:
+    """Promote up to `seats` waitlisted enrollments (None: while there is room), first in
+    first out; returns how many. Each promotion is a transition like a re-enrollment: the
+    head of the waitlist becomes active under a fresh operation (a conditional write that
+    one promoter wins), then that operation takes a seat through the guarded course update.
+    A promotion that finds the course full after all puts the enrollment back, same key.
+    `check_first` reads the course first and promotes only if a seat is free."""
+    if check_first:
+        state = await repository.course_state(course_id)
+        if state is None or state.admission.capacity is None:
+            return 0
+        if state.enrollers >= state.admission.capacity:
+            return 0
+    promoted = 0
+    losses = 0
+    heads: list[Enrollment] = []
+    while (seats is None or promoted < seats) and losses < MAX_PROMOTION_LOSSES:
+        if not heads:
+            heads = await repository.enrollment_waitlist_heads(course_id, limit=PROMOTION_BATCH)
+            if not heads:
+                break
+        head = heads.pop(0)
+        active = await repository.enrollment_transition(
+            head,
+            {"status": ACTIVE, "op": membership.new_op(bulk=False), "waitlist_key": None},
+        )
+        if active is None:
+            # Another promoter (or a withdrawal) took it first: each loss is someone else's
+            # progress, so try the next in line.
+            losses += 1
+            continue
+        admission = await repository.course_admission(course_id, fresh=True)
+        capacity = None if admission is None else admission.capacity
+        promotion = replace(active, source="admin")  # waitlisted: no window applies
+        if await _apply_join(promotion, repository.now(), capacity):
+            promoted += 1
+            continue
+        if not await repository.course_retire_op(course_id, active.op):
+            promoted += 1  # counted in by a concurrent settle of the same enrollment
+            continue
+        await repository.enrollment_transition(
+            active, {"status": WAITLISTED, "op": None, "waitlist_key": head.waitlist_key}
+        )
+        break  # full after all
+    return promoted
+
+
+async def _rejoin(enrollment: Enrollment, *, source: str, assigned_by: int | None) -> Enrollment:
+    """A withdrawn enrollment enrolls again: the same enrollment back to active (or
+    waitlisted), under a fresh operation."""
+    for _ in range(MAX_ROUNDS):
+        active = await repository.enrollment_transition(
+            enrollment,
+            {
+                "status": ACTIVE,
+                "op": membership.new_op(bulk=False),
+                "withdrawn_at": None,
+                "source": source,
+                "assigned_by": assigned_by,
+            },
+        )
+        if active is not None:
+            return await _join(active, repository.now())
+        current = await repository.enrollment_get(enrollment.id)
+        if current is None:
+            raise NotFound(ENROLLMENT_NOT_FOUND)
+        enrollment = await _settle(current)
+        if enrollment.status != WITHDRAWN:
+            return enrollment
+    raise ServiceUnavailable("The enrollment kept changing; retry the request.")
+
+
+async def enrollment_withdraw(*, course_id: str, user_id: int, by_admin: bool) -> Enrollment:
+    """Withdraw the user's enrollment (docs/api.md, "Enrollment lifecycle").
+
+    A member leaves under a fresh operation: the conditional write that sets `withdrawn`
+    records it, the guarded course update counts the member out once, and the freed seat
+    goes to the head of the waitlist. A waitlisted enrollment just leaves the waitlist.
+    """
+    enrollment = await repository.enrollment_find(course_id, user_id)
+    if enrollment is None:
+        raise NotFound(ENROLLMENT_NOT_FOUND)
+    for _ in range(MAX_ROUNDS):
+        if not by_admin and enrollment.source == "admin" and enrollment.status != WITHDRAWN:
+            raise AssignedEnrollment()
+        enrollment = await _settle(enrollment)
+        if enrollment.status == WITHDRAWN:
+            return enrollment
+        if enrollment.status == COMPLETED:
+            raise AlreadyCompleted()
+        moment = repository.now()
+        if enrollment.status == WAITLISTED:
+            changes = {"status": WITHDRAWN, "withdrawn_at": moment, "waitlist_key": None}
+        else:
+            leave = membership.new_op(bulk=False)
+            changes = {"status": WITHDRAWN, "withdrawn_at": moment, "op": leave}
+        withdrawn = await repository.enrollment_transition(enrollment, changes)
+        if withdrawn is not None:
+            if withdrawn.op is not None:
+                await _apply_leave(course_id, withdrawn.op, user_id)
+            return withdrawn
+        enrollment = await repository.enrollment_find(course_id, user_id)
+        if enrollment is None:
+            raise NotFound(ENROLLMENT_NOT_FOUND)
+    raise ServiceUnavailable("The enrollment kept changing; retry the request.")
+
+
+async def enrollment_complete(*, course_id: str, user_id: int) -> Enrollment:
+    """Mark an active enrollment completed (admin). Completion changes no membership, so
+    it is not an operation: one conditional write."""
+    enrollment = await repository.enrollment_find(course_id, user_id)
+    if enrollment is None:
+        raise NotFound(ENROLLMENT_NOT_FOUND)
+    for _ in range(MAX_ROUNDS):
+        enrollment = await _settle(enrollment)
+        if enrollment.status == COMPLETED:
+            return enrollment
+        if enrollment.status != ACTIVE:
+            raise NotActive()
+        completed = await repository.enrollment_transition(
+            enrollment, {"status": COMPLETED, "completed_at": repository.now()}
+        )
+        if completed is not None:
+            return completed
+        enrollment = await repository.enrollment_find(course_id, user_id)
+        if enrollment is None:
+            raise NotFound(ENROLLMENT_NOT_FOUND)
+    raise ServiceUnavailable("The enrollment kept changing; retry the request.")
 
 
 # Bulk operations adopt at most this many retired operations' enrollments per request, and
 # give up after this many rounds of losing their own operation to a concurrent adopter.
 MAX_ADOPTED_OPS = 16
 MAX_ROUNDS = 5
+# Promotions read the head of the waitlist this many at a time, and give up after losing
+# this many enrollments to concurrent promoters (each loss is another promoter's success).
+PROMOTION_BATCH = 32
+MAX_PROMOTION_LOSSES = 256
 
 
 async def membership_apply_bulk(

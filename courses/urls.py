@@ -15,5 +15,30 @@ urlpatterns = [
         views.AssignMultipleView.as_view(),
         name="course-assign-multiple",
     ),
+    path(
+        "courses/<objectid:course_id>/enrollments/",
+        views.CourseRosterView.as_view(),
+        name="course-enrollments",
+    ),
+    path(
+        "courses/<objectid:course_id>/enrollments/<int:user_id>/",
+        views.CourseEnrollmentView.as_view(),
+        name="course-enrollment",
+    ),
+    path(
+        "courses/<objectid:course_id>/enrollments/<int:user_id>/complete/",
+        views.CompleteEnrollmentView.as_view(),
+        name="course-enrollment-complete",
+    ),
+    path(
+        "courses/<objectid:course_id>/report/",
+        views.CourseReportView.as_view(),
+        name="course-report",
+    ),
     path("enrollments/", views.MyEnrollmentsView.as_view(), name="enrollment-list"),
+    path(
+        "enrollments/<objectid:enrollment_id>/",
+        views.EnrollmentDetailView.as_view(),
+        name="enrollment-detail",
+    ),
 ]

@@ -1,8 +1,12 @@
+from datetime import UTC, datetime
+
+from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 
 from accounts.permissions import IsAdmin
 from asgi_app.pagination import page_body, page_params
@@ -11,25 +15,38 @@ from asgi_app.views import ApiView, validated
 from courses import assignment, selectors, services
 from courses.idempotency import idempotent, idempotent_object_id
 from courses.serializers import (
+    CSV_COLUMNS,
     AssignmentReportSerializer,
     AssignMultipleSerializer,
     AssignSerializer,
     CourseCreateSerializer,
     CourseListQuerySerializer,
+    CourseReportSerializer,
     CourseSerializer,
     CourseUpdateSerializer,
+    EnrollmentQuerySerializer,
     EnrollmentSerializer,
     MyEnrollmentSerializer,
+    RosterPageSerializer,
+    RosterQuerySerializer,
     course_changes,
     course_data,
+    enrollment_csv_row,
     enrollment_data,
 )
-from courses.services import CourseArchived, EnrollmentClosed
+from courses.services import (
+    AlreadyCompleted,
+    CourseArchived,
+    EnrollmentClosed,
+    NotActive,
+)
 
 ARCHIVED_FOR_ADMINS = "Only admins can list archived courses."
 _CONFLICTS = {
     CourseArchived.code: "The course is archived (`course_archived`).",
     EnrollmentClosed.code: "Outside the course's enrollment window (`enrollment_closed`).",
+    AlreadyCompleted.code: "The enrollment is completed (`already_completed`).",
+    NotActive.code: "The enrollment is waitlisted or withdrawn (`not_active`).",
 }
 
 
@@ -45,11 +62,40 @@ async def _is_confirmed_admin(request, view) -> bool:
     return admin.has_permission(request, view) and await admin.confirm(request, view)
 
 
-def _enrollment_response(enrollment, created: bool) -> Response:
+async def _enrollment_response(enrollment, created: bool = False) -> Response:
+    position = await selectors.enrollment_position(enrollment)
     return Response(
-        enrollment_data(enrollment),
+        enrollment_data(enrollment, position=position),
         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
     )
+
+
+def _query(serializer_class, request) -> dict:
+    """Validated query parameters (a 400 with field errors otherwise)."""
+    query = serializer_class(data=request.query_params.dict())
+    query.is_valid(raise_exception=True)
+    return query.validated_data
+
+
+def _where(params: dict):
+    return selectors.enrollment_filter(
+        status=params.get("status"),
+        overdue=params.get("overdue", False),
+        search=params.get("search", ""),
+    )
+
+
+async def _rendered_enrollments(enrollments) -> list[dict]:
+    positions = await selectors.waitlist_positions(enrollments)
+    moment = datetime.now(UTC)
+    return [enrollment_data(e, position=positions.get(e.id), moment=moment) for e in enrollments]
+
+
+_WITHDRAW_RESPONSES = {
+    200: OpenApiResponse(EnrollmentSerializer, description="Withdrawn (or already was)."),
+    404: OpenApiResponse(ErrorSerializer, description="Unknown course, or never enrolled."),
+    409: OpenApiResponse(ErrorSerializer, description=_CONFLICTS[AlreadyCompleted.code]),
+}
 
 
 class CourseListView(ApiView):
@@ -157,27 +203,172 @@ class EnrollView(ApiView):
         enrollment, created = await services.enrollment_create(
             course_id=course_id, user_id=request.user.id, username=request.user.username
         )
-        return _enrollment_response(enrollment, created)
+        return await _enrollment_response(enrollment, created)
+
+    @extend_schema(
+        request=None,
+        responses={
+            **_WITHDRAW_RESPONSES,
+            **ERRORS(401, 503),
+            403: OpenApiResponse(
+                ErrorSerializer,
+                description="Assigned by an admin (`assigned_enrollment`): only an admin "
+                "can withdraw it.",
+            ),
+        },
+        operation_id="courses_enroll_destroy",
+        summary="Withdraw the caller from a course; 200 withdrawn, also on repeats.",
+    )
+    async def delete(self, request, course_id: str):
+        enrollment = await services.enrollment_withdraw(
+            course_id=course_id, user_id=request.user.id, by_admin=False
+        )
+        return await _enrollment_response(enrollment)
 
 
 class MyEnrollmentsView(ApiView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
-        parameters=LIST_PARAMS,
-        responses={200: paginated(MyEnrollmentSerializer), **ERRORS(401, 503)},
+        parameters=[*LIST_PARAMS, EnrollmentQuerySerializer],
+        responses={200: paginated(MyEnrollmentSerializer), **ERRORS(400, 401, 503)},
         operation_id="enrollments_list",
         summary="The caller's own enrollments, newest first.",
     )
     async def get(self, request):
         page = page_params(request)
+        params = _query(EnrollmentQuerySerializer, request)
         count, rows = await selectors.enrollment_list_for_user(
-            user_id=request.user.id, limit=page.limit, offset=page.offset
+            user_id=request.user.id, limit=page.limit, offset=page.offset, where=_where(params)
         )
+        rendered = await _rendered_enrollments([row.enrollment for row in rows])
         results = [
-            {**enrollment_data(row.enrollment), "course_title": row.course_title} for row in rows
+            {**data, "course_title": row.course_title}
+            for data, row in zip(rendered, rows, strict=True)
         ]
         return Response(page_body(request, page, count, results))
+
+
+class EnrollmentDetailView(ApiView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        responses={200: EnrollmentSerializer, **ERRORS(401, 503)}
+        | {404: OpenApiResponse(ErrorSerializer, description="Unknown, or another user's.")},
+        operation_id="enrollments_retrieve",
+        summary="One enrollment: the caller's own (an admin: any).",
+    )
+    async def get(self, request, enrollment_id: str):
+        enrollment = await selectors.enrollment_get(
+            enrollment_id=enrollment_id,
+            user_id=request.user.id,
+            is_admin=await _is_confirmed_admin(request, self),
+        )
+        return await _enrollment_response(enrollment)
+
+
+class CourseRosterView(ApiView):
+    permission_classes = [IsAuthenticated, IsAdmin]
+
+    def perform_content_negotiation(self, request, force=False):
+        # `?format=csv` is this view's own parameter, not DRF's renderer override.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        parameters=[RosterQuerySerializer],
+        responses={
+            (200, "application/json"): RosterPageSerializer,
+            (200, "text/csv"): OpenApiResponse(
+                str, description="`?format=csv`: " + ",".join(CSV_COLUMNS) + ", streamed."
+            ),
+            **ERRORS(400, 401, 403, 404, 503),
+        },
+        operation_id="courses_enrollments_list",
+        summary="The course's roster, oldest first, by cursor; `?format=csv` streams it all.",
+    )
+    async def get(self, request, course_id: str):
+        params = _query(RosterQuerySerializer, request)
+        where = _where(params)
+        if params["format"] == "csv":
+            chunks = await selectors.roster_csv(
+                course_id=course_id, where=where, columns=CSV_COLUMNS, row=enrollment_csv_row
+            )
+            response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="roster-{course_id}.csv"'
+            return response
+        page, cursor = await selectors.roster_page(
+            course_id=course_id, where=where, cursor=params.get("cursor"), limit=params["limit"]
+        )
+        next_url = None
+        if cursor is not None:
+            next_url = replace_query_param(request.build_absolute_uri(), "cursor", cursor)
+        return Response({"next": next_url, "results": await _rendered_enrollments(page)})
+
+
+class CourseEnrollmentView(ApiView):
+    permission_classes = [IsAuthenticated, IsAdmin]
+
+    @extend_schema(
+        responses={200: EnrollmentSerializer, **ERRORS(401, 403, 503)}
+        | {404: OpenApiResponse(ErrorSerializer, description="Unknown course or enrollment.")},
+        operation_id="courses_enrollments_retrieve",
+        summary="One user's enrollment in the course (admin only).",
+    )
+    async def get(self, request, course_id: str, user_id: int):
+        enrollment = await selectors.course_enrollment(course_id=course_id, user_id=user_id)
+        return await _enrollment_response(enrollment)
+
+    @extend_schema(
+        request=None,
+        responses={**_WITHDRAW_RESPONSES, **ERRORS(401, 403, 503)},
+        operation_id="courses_enrollments_destroy",
+        summary="Withdraw any enrollment, admin-assigned ones included (admin only).",
+    )
+    async def delete(self, request, course_id: str, user_id: int):
+        enrollment = await services.enrollment_withdraw(
+            course_id=course_id, user_id=user_id, by_admin=True
+        )
+        return await _enrollment_response(enrollment)
+
+
+class CompleteEnrollmentView(ApiView):
+    permission_classes = [IsAuthenticated, IsAdmin]
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(EnrollmentSerializer, description="Completed (or already was)."),
+            **ERRORS(401, 403, 503),
+            404: OpenApiResponse(ErrorSerializer, description="Unknown course or enrollment."),
+            **_conflict(NotActive.code),
+        },
+        summary="Mark an active enrollment completed (admin only).",
+    )
+    async def post(self, request, course_id: str, user_id: int):
+        enrollment = await services.enrollment_complete(course_id=course_id, user_id=user_id)
+        return await _enrollment_response(enrollment)
+
+
+class CourseReportView(ApiView):
+    permission_classes = [IsAuthenticated, IsAdmin]
+
+    @extend_schema(
+        responses={200: CourseReportSerializer, **ERRORS(401, 403, 404, 503)},
+        summary="Enrollment counts by status, seats, overdue and completion rate (admin).",
+    )
+    async def get(self, request, course_id: str):
+        report = await selectors.course_report(course_id=course_id)
+        return Response(
+            {
+                "course_id": course_id,
+                "counts": report.counts,
+                "members": report.members,
+                "capacity": report.course.capacity,
+                "seats_left": report.course.seats_left,
+                "overdue": report.overdue,
+                "completion_rate": report.completion_rate,
+            }
+        )
 
 
 class AssignView(ApiView):
@@ -199,7 +390,7 @@ class AssignView(ApiView):
         enrollment, created = await assignment.assignment_create(
             course_id=course_id, user_id=data["user_id"], admin_id=request.user.id
         )
-        return _enrollment_response(enrollment, created)
+        return await _enrollment_response(enrollment, created)
 
 
 class AssignMultipleView(ApiView):

@@ -57,6 +57,26 @@ INDEXES = [
         [("course_id", ASCENDING), ("op", ASCENDING), ("_id", ASCENDING)],
         {"name": "course_op"},
     ),
+    # The roster, oldest first by cursor (`_id`), whole or by status; the report's `$group`
+    # by status walks the second one's course range.
+    Index(ENROLLMENTS, [("course_id", ASCENDING), ("_id", ASCENDING)], {"name": "course_roster"}),
+    Index(
+        ENROLLMENTS,
+        [("course_id", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)],
+        {"name": "course_status_roster"},
+    ),
+    # The waitlist in FIFO order (its head, positions); partial: only waitlisted enrollments.
+    Index(
+        ENROLLMENTS,
+        [("course_id", ASCENDING), ("status", ASCENDING), ("waitlist_key", ASCENDING)],
+        {"name": "course_waitlist", "partialFilterExpression": {"status": "waitlisted"}},
+    ),
+    # Overdue enrollments of a course (active, due before now): the roster's and report's.
+    Index(
+        ENROLLMENTS,
+        [("course_id", ASCENDING), ("status", ASCENDING), ("due_at", ASCENDING)],
+        {"name": "course_overdue"},
+    ),
     # A user's own enrollments, newest first.
     Index(
         ENROLLMENTS,

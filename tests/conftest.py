@@ -207,14 +207,26 @@ def invariants(mongo_db, settings):
     async def check(course_id: str, *, in_order: bool = True) -> int:
         db = get_db()  # the current client's: a test may have replaced it (command_log)
         course = await db.courses.find_one({"_id": ObjectId(course_id)})
-        enrollments = await db.enrollments.find({"course_id": ObjectId(course_id)}).to_list(None)
+        everyone = await db.enrollments.find({"course_id": ObjectId(course_id)}).to_list(None)
+        enrollments = [e for e in everyone if e["status"] in ("active", "completed")]
         listed = [u["user_id"] for u in course["enrolled_users"]]
-        pairs = [e["user_id"] for e in enrollments]
+        pairs = [e["user_id"] for e in everyone]
         assert len(set(pairs)) == len(pairs), "a (user, course) pair has two enrollments"
         assert len(set(listed)) == len(listed), "a user is listed twice in enrolled_users"
         assert course["enrollers"] == len(enrollments)
         assert len(listed) == min(len(enrollments), settings.COURSE_EMBEDDED_MEMBERS)
-        assert set(listed) <= set(pairs)
+        assert set(listed) <= {e["user_id"] for e in enrollments}
+        waiting = [e for e in everyone if e["status"] == "waitlisted"]
+        capacity = course.get("capacity")
+        if waiting:
+            assert capacity is not None, "a waitlist in an unlimited course"
+            assert course["enrollers"] >= capacity, "a seat is free while some wait"
+            assert all(e["op"] is None and e["waitlist_key"] for e in waiting)
+            assert len({e["waitlist_key"] for e in waiting}) == len(waiting)
+        applied = set(course.get("applied") or [])
+        if len(applied) < 512:  # every operation is settled once requests completed
+            pending = [e for e in everyone if e.get("op") is not None and e["op"] not in applied]
+            assert not [e for e in pending if not e["op"] & 2], "an operation is pending"
         if in_order:
             recent = sorted(enrollments, key=recency_key)[len(enrollments) - len(listed) :]
             assert listed == [e["user_id"] for e in recent]

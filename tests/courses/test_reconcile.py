@@ -247,3 +247,81 @@ async def test_reconcile_reports_orphans_and_removes_them_only_when_asked(
     assert await mongo_db.enrollments.count_documents({"course_id": ObjectId(gone)}) == 0
     assert await invariants(course["id"]) == 1
     assert "all consistent" in await reconcile_on_test_db()
+
+
+# Version 2: the lifecycle's transitions
+
+
+async def test_a_withdrawal_that_died_between_its_writes_is_counted_out_by_a_retry_or_reconcile(
+    api, make_user, auth_for, create_course, invariants, monkeypatch, reconcile_on_test_db
+):
+    course = await create_course(capacity=2)
+    users = [await make_user() for _ in range(3)]
+    headers = [await auth_for(u) for u in users]
+    for h in headers:
+        await api.post(f"/api/courses/{course['id']}/enroll/", headers=h)
+    monkeypatch.setattr(repository, "course_apply_leave", _crash_course_update)
+    for h in headers[:2]:
+        response = await api.delete(f"/api/courses/{course['id']}/enroll/", headers=h)
+        assert response.status_code == 503
+    monkeypatch.undo()
+    with pytest.raises(AssertionError):
+        await invariants(course["id"], in_order=False)
+    # The client's retry converges on its own...
+    retry = await api.delete(f"/api/courses/{course['id']}/enroll/", headers=headers[0])
+    assert retry.status_code == 200
+    # ...and reconcile repairs the other, promoting the waitlisted user into the freed seat.
+    await reconcile_on_test_db("--grace", "0")
+    assert await invariants(course["id"], in_order=False) == 1
+    waiting = await api.get("/api/enrollments/?status=waitlisted", headers=headers[2])
+    assert waiting.json()["count"] == 0
+
+
+async def test_a_join_that_died_before_waitlisting_is_waitlisted_by_a_repeat_or_reconcile(
+    api, make_user, auth_for, create_course, invariants, monkeypatch, reconcile_on_test_db
+):
+    from courses import services
+
+    async def crash(*args, **kwargs):
+        raise ServiceUnavailable("died after retiring its join")
+
+    course = await create_course(capacity=1)
+    users = [await make_user() for _ in range(3)]
+    headers = [await auth_for(u) for u in users]
+    await api.post(f"/api/courses/{course['id']}/enroll/", headers=headers[0])
+    monkeypatch.setattr(services, "_to_waitlist", crash)
+    for h in headers[1:]:
+        assert (
+            await api.post(f"/api/courses/{course['id']}/enroll/", headers=h)
+        ).status_code == 503
+    monkeypatch.undo()
+    with pytest.raises(AssertionError):
+        await invariants(course["id"])
+    repeat = await api.post(f"/api/courses/{course['id']}/enroll/", headers=headers[1])
+    assert repeat.status_code == 200
+    assert repeat.json()["status"] == "waitlisted"
+    await reconcile_on_test_db("--grace", "0")
+    assert await invariants(course["id"]) == 1
+    last = (await api.get("/api/enrollments/", headers=headers[2])).json()["results"][0]
+    assert last["status"] == "waitlisted"
+    assert last["waitlist_position"] == 2
+
+
+async def test_reconcile_gives_a_keyless_waitlisted_enrollment_the_last_position(
+    api, make_user, auth_for, create_course, invariants, mongo_db, reconcile_on_test_db
+):
+    from bson import ObjectId
+
+    course = await create_course(capacity=1)
+    users = [await make_user() for _ in range(3)]
+    headers = [await auth_for(u) for u in users]
+    for h in headers:
+        await api.post(f"/api/courses/{course['id']}/enroll/", headers=h)
+    await mongo_db.enrollments.update_one(
+        {"course_id": ObjectId(course["id"]), "user_id": users[1].id},
+        {"$set": {"waitlist_key": None}},
+    )
+    await reconcile_on_test_db("--grace", "0")
+    assert await invariants(course["id"]) == 1
+    mine = (await api.get("/api/enrollments/", headers=headers[1])).json()["results"][0]
+    assert mine["waitlist_position"] == 2

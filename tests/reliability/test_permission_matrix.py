@@ -43,6 +43,13 @@ EXPECTED = {
     ("course-assign", "POST"): ADMIN,
     ("course-assign-multiple", "POST"): ADMIN,
     ("enrollment-list", "GET"): AUTHENTICATED,
+    ("course-enroll", "DELETE"): AUTHENTICATED,  # own enrollment; admin-assigned: 403 code
+    ("course-enrollments", "GET"): ADMIN,
+    ("course-enrollment", "GET"): ADMIN,
+    ("course-enrollment", "DELETE"): ADMIN,
+    ("course-enrollment-complete", "POST"): ADMIN,
+    ("course-report", "GET"): ADMIN,
+    ("enrollment-detail", "GET"): AUTHENTICATED,  # own; another user's is a 404
     ("admin:*", "*"): DJANGO_ADMIN,
     ("console-login", "GET"): CONSOLE_PUBLIC,
     ("console-login", "POST"): CONSOLE_PUBLIC,
@@ -113,9 +120,15 @@ def test_every_route_has_an_expected_access_level():
     assert not stale, f"EXPECTED entries for routes that no longer exist: {stale}"
 
 
-def _url(route: str, course_id: str) -> str:
-    url = "/" + route.replace("<objectid:course_id>", course_id)
-    return url.replace("<str:report_id>", "0" * 32)
+def route_url(route: str, course_id: str, user_id: int = 1) -> str:
+    """A concrete URL for a route of the URL conf (any enrollment or report id: a
+    well-formed one)."""
+    return "/" + (
+        route.replace("<objectid:course_id>", course_id)
+        .replace("<int:user_id>", str(user_id))
+        .replace("<objectid:enrollment_id>", "65f0c0ffee0000000000abcd")
+        .replace("<str:report_id>", "0" * 32)
+    )
 
 
 def _refresh_for(user) -> str:
@@ -180,7 +193,7 @@ async def test_permission_matrix(api, role, role_headers, make_user, create_cour
             # Session-authenticated, CSRF-protected forms: a bearer token is no login, a
             # form posted without the CSRF token is refused before the view runs, and a
             # page without a session goes to the sign-in page (tests/console: signed in).
-            response = await api.request(method, _url(route, course["id"]), headers=headers)
+            response = await api.request(method, route_url(route, course["id"]), headers=headers)
             if method != "GET":
                 assert response.status_code == 403, (role, name, method)
             elif level == CONSOLE_PUBLIC:
@@ -190,7 +203,9 @@ async def test_permission_matrix(api, role, role_headers, make_user, create_cour
                 assert response.headers["Location"].startswith("/console/login/?next=")
             continue
         body = await _body(name, make_user=make_user, target_user_id=target.id)
-        response = await api.request(method, _url(route, course["id"]), json=body, headers=headers)
+        response = await api.request(
+            method, route_url(route, course["id"], target.id), json=body, headers=headers
+        )
         assert response.status_code < 500, (role, name, method, response.text[:200])
         if _allowed(level, role):
             assert response.status_code not in (401, 403), (role, name, method, response.text)

@@ -16,7 +16,7 @@ from django.utils.timezone import now as django_now
 
 from tests.reliability.conftest import processes
 from tests.reliability.servers import PROJECT_ROOT, bearer, mint_access, server_env
-from tests.reliability.test_permission_matrix import EXPECTED, discovered_routes
+from tests.reliability.test_permission_matrix import EXPECTED, discovered_routes, route_url
 
 USERS = "/api/users/"
 
@@ -187,7 +187,7 @@ async def test_options_is_answered_on_every_api_route(api, regular, create_cours
     for (_name, _method), route in discovered_routes().items():
         if not route.startswith("api/") or route.startswith("api/docs"):
             continue
-        url = "/" + route.replace("<objectid:course_id>", course["id"])
+        url = route_url(route, course["id"], regular[0].id)
         response = await api.options(url, headers=regular[1])
         assert response.status_code in (200, 403), (url, response.status_code)
     assert EXPECTED  # the same route list as the permission matrix
