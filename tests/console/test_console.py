@@ -88,7 +88,7 @@ async def test_console_posts_without_the_csrf_token_write_nothing(api, console_a
     user = await console_as()
     response = await api.post(f"/console/courses/{course['id']}/enroll/")
     assert response.status_code == 403
-    assert await selectors.enrollment_get(course_id=course["id"], user_id=user.id) is None
+    assert await selectors.enrollment_in_course(course_id=course["id"], user_id=user.id) is None
 
 
 async def test_console_login_shares_the_api_login_throttle(api, make_user, throttle_rates):
@@ -119,7 +119,7 @@ async def test_learner_finds_a_course_enrolls_and_sees_it_in_my_training(
     response = await post_form(api, f"{course_url}enroll/", {}, page=course_url)
     assert response.status_code == 302
     assert response.headers["Location"] == course_url
-    enrollment = await selectors.enrollment_get(course_id=wanted["id"], user_id=user.id)
+    enrollment = await selectors.enrollment_in_course(course_id=wanted["id"], user_id=user.id)
     assert enrollment is not None
     assert enrollment.source == "self"
     page = (await api.get(course_url)).text
@@ -144,7 +144,7 @@ async def test_enrolling_in_an_archived_course_shows_why_and_writes_nothing(
     response = await post_form(api, f"{course_url}enroll/", {}, page=course_url)
     assert response.status_code == 302
     assert "is archived" in (await api.get(course_url)).text
-    assert await selectors.enrollment_get(course_id=course["id"], user_id=user.id) is None
+    assert await selectors.enrollment_in_course(course_id=course["id"], user_id=user.id) is None
 
 
 async def test_unknown_course_is_a_404_page(api, console_as):
@@ -267,7 +267,7 @@ async def test_admin_assigns_picked_and_pasted_users_and_downloads_the_report(
     )
     assert preview.status_code == 200
     assert "Confirm and assign 4 users" in preview.text
-    assert await selectors.enrollment_get(course_id=course["id"], user_id=picked.id) is None
+    assert await selectors.enrollment_in_course(course_id=course["id"], user_id=picked.id) is None
     hidden = re.findall(r'name="user_id" value="(\d+)"', preview.text)
     confirm = await api.post(
         f"{assign}confirm/",
@@ -277,7 +277,7 @@ async def test_admin_assigns_picked_and_pasted_users_and_downloads_the_report(
     report = await api.get(confirm.headers["Location"])
     statuses = re.findall(r'data-status="([a-z_]+)"', report.text)
     assert sorted(statuses) == sorted(["enrolled"] * 4 + ["inactive", "not_found"])
-    enrollment = await selectors.enrollment_get(course_id=course["id"], user_id=picked.id)
+    enrollment = await selectors.enrollment_in_course(course_id=course["id"], user_id=picked.id)
     assert enrollment.source == "admin"
     assert enrollment.assigned_by == admin.id
     csv_response = await api.get(confirm.headers["Location"] + "csv/")
@@ -304,7 +304,7 @@ async def test_pasted_usernames_wait_for_bulk_v2_and_nothing_is_written(
     empty = await post_form(api, assign, {"action": "preview", "pasted": ""})
     assert empty.status_code == 400
     assert "Pick at least one user" in empty.text
-    assert await selectors.enrollment_get(course_id=course["id"], user_id=other.id) is None
+    assert await selectors.enrollment_in_course(course_id=course["id"], user_id=other.id) is None
 
 
 async def test_a_report_of_another_session_is_not_shown(api, console_as, create_course):
