@@ -16,4 +16,10 @@ urlpatterns = [
         name="course-assign-multiple",
     ),
     path("enrollments/", views.MyEnrollmentsView.as_view(), name="enrollment-list"),
+    path("assignments/", views.AssignmentListView.as_view(), name="assignment-list"),
+    path(
+        "assignments/<objectid:assignment_id>/",
+        views.AssignmentDetailView.as_view(),
+        name="assignment-detail",
+    ),
 ]

@@ -2,7 +2,16 @@ import asyncio
 
 from bson import ObjectId
 
-ENROLLMENT_KEYS = {"id", "user_id", "username", "course_id", "status", "enrolled_at", "source"}
+ENROLLMENT_KEYS = {
+    "id",
+    "user_id",
+    "username",
+    "course_id",
+    "status",
+    "enrolled_at",
+    "source",
+    "due_at",
+}
 
 
 async def test_first_enroll_is_201_and_repeat_is_200_with_the_same_enrollment(

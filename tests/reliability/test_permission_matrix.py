@@ -40,6 +40,8 @@ EXPECTED = {
     ("course-assign", "POST"): ADMIN,
     ("course-assign-multiple", "POST"): ADMIN,
     ("enrollment-list", "GET"): AUTHENTICATED,
+    ("assignment-list", "GET"): ADMIN,
+    ("assignment-detail", "GET"): ADMIN,
     ("admin:*", "*"): DJANGO_ADMIN,
 }
 # Plain Django function views answer any method; the table names the one they serve.
@@ -84,6 +86,7 @@ def test_every_route_has_an_expected_access_level():
 
 
 def _url(route: str, course_id: str) -> str:
+    route = route.replace("<objectid:assignment_id>", course_id)  # any ObjectId: a 404
     return "/" + route.replace("<objectid:course_id>", course_id)
 
 
