@@ -41,6 +41,7 @@ class CSVParser(BaseParser):
     input (not UTF-8, an unterminated quote, a field over the csv module's limit) is a 400."""
 
     media_type = "text/csv"
+    NO_HEADER = "CSV parse error - the body needs a header row first."
 
     def parse(self, stream, media_type=None, parser_context=None):
         raw = stream.read() if stream is not None else b""
@@ -54,5 +55,5 @@ class CSVParser(BaseParser):
         except csv.Error as exc:
             raise ParseError(f"CSV parse error on row {reader.line_num}: {exc}") from None
         if not records or not any(cell.strip() for cell in records[0]):
-            raise ParseError("CSV parse error - the body needs a header row first.")
+            raise ParseError(self.NO_HEADER)
         return CsvTable(header=records[0], rows=records[1:])

@@ -120,7 +120,7 @@ def identifier_key(kind: str, value: int | str) -> int | str:
         return username_key(value)
     if kind == EMAIL:
         return accounts.email_key(value)
-    return value
+    return int(value)  # a CSV cell: validated digits
 
 
 async def _resolve_chunk(course_id: str, kind: str, keys: list) -> _Resolved:
@@ -223,13 +223,19 @@ async def assignment_bulk_create(
         distinct = list(dict.fromkeys(keys))
         for start in range(0, len(distinct), READ_CHUNK):
             tasks.append(_resolve_chunk(course_id, kind, distinct[start : start + READ_CHUNK]))
-    admission, chunks, current = await asyncio.gather(
+    keyed = assignment_id is not None and not dry_run
+    admission, chunks, current, previous = await asyncio.gather(
         # Fresh, not the known-course memory: this request may write thousands of
         # enrollments, and the query runs beside the others at no extra latency.
         repository.course_admission(course_id, fresh=True),
         asyncio.gather(*tasks),
         repository.course_enrollers(course_id) if dry_run else _none(),
+        assignment_repository.assignment_get(assignment_id) if keyed else _none(),
     )
+    if previous is not None:
+        # A first attempt under this Idempotency-Key did everything, stored its report and
+        # died before its answer was kept: that report is the answer.
+        return _report_of(previous)
     _check_admits(admission)
     resolved = _Resolved()
     for chunk in chunks:
@@ -289,7 +295,8 @@ async def assignment_bulk_create(
         results=results,
     )
     if not await assignment_repository.assignment_store(stored):
-        # A crashed first attempt of this Idempotency-Key stored its report: that one stands.
+        # Two attempts of one Idempotency-Key ran at once (the first outlived its lease):
+        # the first head stored stands.
         previous = await assignment_repository.assignment_get(report.id)
         if previous is not None:
             report = _report_of(previous)

@@ -15,7 +15,7 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from asgi_app.parsers import CsvTable
+from asgi_app.parsers import CSVParser, CsvTable
 from asgi_app.serializers import StrictCharField, StrictSerializer
 from courses.assignment import (
     EMAIL,
@@ -390,6 +390,8 @@ def assignment_input(request: Any) -> AssignmentInput:
     and `?override_capacity=` apply to either (a dry run if the body or the query says so)."""
     dry_run = _query_flag(request, "dry_run")
     override = _query_flag(request, "override_capacity")
+    if request.content_type.startswith(CSVParser.media_type) and not request.data:
+        raise serializers.ValidationError({"csv": [CSVParser.NO_HEADER]})
     if isinstance(request.data, CsvTable):
         return AssignmentInput(
             items=csv_assignment_items(request.data),
