@@ -75,7 +75,10 @@ class UserIdListField(serializers.Field):
         "invalid_item": "Item {index} is not a valid user id (a positive integer).",
     }
 
-    def to_internal_value(self, data: Any) -> list[int]:
+    def valid_item(self, item: Any) -> bool:
+        return type(item) is int and 1 <= item <= MAX_USER_ID
+
+    def to_internal_value(self, data: Any) -> list:
         if not isinstance(data, list):
             self.fail("not_a_list")
         if not data:
@@ -83,11 +86,11 @@ class UserIdListField(serializers.Field):
         if len(data) > settings.ASSIGN_MAX_USERS:
             self.fail("too_long", max=settings.ASSIGN_MAX_USERS)
         for index, item in enumerate(data):
-            if type(item) is not int or not 1 <= item <= MAX_USER_ID:
-                self.fail("invalid_item", index=index)
+            if not self.valid_item(item):
+                self.fail("invalid_item", index=index, length=getattr(self, "max_length", None))
         return data
 
-    def to_representation(self, value: list[int]) -> list[int]:
+    def to_representation(self, value: list) -> list:
         return value
 
 
@@ -300,7 +303,7 @@ def _override_capacity() -> StrictBooleanField:
         "maxItems": settings.ASSIGN_MAX_USERS,
     }
 )
-class IdentifierListField(serializers.Field):
+class IdentifierListField(UserIdListField):
     """A non-empty list of usernames or emails, at most ASSIGN_MAX_USERS long."""
 
     default_error_messages = {
@@ -314,20 +317,8 @@ class IdentifierListField(serializers.Field):
         self.max_length = max_length
         super().__init__(**kwargs)
 
-    def to_internal_value(self, data: Any) -> list[str]:
-        if not isinstance(data, list):
-            self.fail("not_a_list")
-        if not data:
-            self.fail("empty")
-        if len(data) > settings.ASSIGN_MAX_USERS:
-            self.fail("too_long", max=settings.ASSIGN_MAX_USERS)
-        for index, item in enumerate(data):
-            if type(item) is not str or not item.strip() or len(item) > self.max_length:
-                self.fail("invalid_item", index=index, length=self.max_length)
-        return data
-
-    def to_representation(self, value: list[str]) -> list[str]:
-        return value
+    def valid_item(self, item: Any) -> bool:
+        return type(item) is str and bool(item.strip()) and len(item) <= self.max_length
 
 
 class AssignSerializer(StrictSerializer):
