@@ -13,6 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import bson
+from pymongo import MongoClient
+
 from bench import bigcourse, meta, plot, procs, report
 from bench import profile as profiling
 from bench.loadgen import Pool, RequestSource, new_event_loop
@@ -36,6 +39,7 @@ class Bench:
         self.settings = settings
         self.stem = stem
         self.workload: Workload | None = None
+        self.stored_report_bytes: dict[str, dict[str, int]] = {}
         self.ceiling = CeilingRunner(
             uri=stack.mongo_uri,
             db=stack.ceiling_db,
@@ -117,24 +121,37 @@ class Bench:
             api = Api(pool, self.work.seeded.admin_token)
             for round_ in range(1, self.settings.bulk_rounds + 1):
                 for size in self.settings.bulk_sizes:
-                    runs.append(await self._bulk_one(api, round_, size, ids[:size]))
+                    runs.append(await self._bulk_one(api, round_, size, {"user_ids": ids[:size]}))
                     log(f"bulk {size}: {runs[-1].wall:.3f}s")
+                # The same cohort named by email, as an HR export names it (mixed case:
+                # compared case-insensitively): resolved in SQL before the MongoDB reads.
+                size = max(self.settings.bulk_sizes)
+                emails = {"emails": [f"Bench{i}@Example.com" for i in range(size)]}
+                runs.append(await self._bulk_one(api, round_, size, emails, kind="bulk_emails"))
+                log(f"bulk {size} emails: {runs[-1].wall:.3f}s")
                 for size in self.settings.single_sizes:
                     runs.append(await self._singles(api, round_, size, ids[:size]))
                     log(f"{size} single assigns: {runs[-1].wall:.3f}s")
         return runs
 
-    async def _bulk_one(self, api: Api, round_: int, size: int, ids: list[int]) -> BulkRun:
+    async def _bulk_one(
+        self, api: Api, round_: int, size: int, body: dict[str, Any], kind: str = "bulk"
+    ) -> BulkRun:
         server = self.stack.servers["api"]
-        [course] = await api.create_courses(f"Bulk r{round_} n{size}", 1)
-        raw = api.post(f"/api/courses/{course}/assign-multiple/", {"user_ids": ids})
+        [course] = await api.create_courses(f"Bulk r{round_} n{size} {kind}", 1)
+        raw = api.post(f"/api/courses/{course}/assign-multiple/", body)
         meter = Meter(server.pid, self.stack.mongo_pid)
         started = time.perf_counter()
         status, body = await api.pool.one(raw)
         wall = time.perf_counter() - started
         cpu, _, rss = meter.stop()
-        enrolled = json.loads(body)["summary"]["enrolled"] if status == 200 else 0
-        return BulkRun("bulk", size, round_, wall, cpu, int(status != 200), rss, enrolled)
+        report = json.loads(body) if status == 200 else {}
+        enrolled = report["summary"]["enrolled"] if report else 0
+        if report:
+            self.stored_report_bytes[kind] = stored_report_bytes(
+                self.stack.mongo_uri, self.stack.db_name, report["id"]
+            )
+        return BulkRun(kind, size, round_, wall, cpu, int(status != 200), rss, enrolled)
 
     async def _singles(self, api: Api, round_: int, size: int, ids: list[int]) -> BulkRun:
         [course] = await api.create_courses(f"Singles r{round_} n{size}", 1)
@@ -246,10 +263,30 @@ class Bench:
             "windows": [w.as_dict() for w in windows],
             "summaries": {key: asdict(s) for key, s in summaries.items()},
             "bulk": [asdict(run) for run in bulk],
+            "stored_report_bytes": self.stored_report_bytes,
             "open_loop": open_loop,
             "big_course": big_course,
             "profiles": [asdict(p) for p in profiles],
         }
+
+
+def stored_report_bytes(uri: str, db: str, assignment_id: str) -> dict[str, int]:
+    """BSON sizes of a stored assignment report: its head and its result chunks."""
+    client: MongoClient = MongoClient(uri)
+    try:
+        oid = bson.ObjectId(assignment_id)
+        head = client[db].assignments.find_one({"_id": oid})
+        chunks = [
+            len(bson.encode(c)) for c in client[db].assignment_results.find({"assignment_id": oid})
+        ]
+    finally:
+        client.close()
+    return {
+        "head": len(bson.encode(head)),
+        "chunks": len(chunks),
+        "largest_chunk": max(chunks, default=0),
+        "total": len(bson.encode(head)) + sum(chunks),
+    }
 
 
 def summarize(windows: list[Window]) -> dict[str, Summary]:

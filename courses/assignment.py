@@ -3,11 +3,20 @@
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from accounts import selectors as accounts
+from accounts.models import username_key
 from common.errors import InvalidInput, NotFound
-from courses import membership, repository, services
-from courses.documents import Admission, EnrolledUser, Enrollment
+from courses import assignment_repository, membership, repository, services
+from courses.documents import (
+    Admission,
+    EnrolledUser,
+    Enrollment,
+    ExistingEnrollment,
+    StoredAssignment,
+)
 
 logger = logging.getLogger("courses.audit")
 
@@ -18,28 +27,58 @@ ENROLLED = "enrolled"
 ALREADY_ENROLLED = "already_enrolled"
 NOT_FOUND = "not_found"
 INACTIVE = "inactive"
+ASSIGNMENT_NOT_FOUND = "Assignment not found."
+
+
+WAITLISTED = "waitlisted"
+STATUSES = (ENROLLED, ALREADY_ENROLLED, WAITLISTED, NOT_FOUND, INACTIVE)
+
+# How users are named; a JSON body uses one kind, a CSV may mix columns (one per row).
+USER_ID = "user_id"
+USERNAME = "username"
+EMAIL = "email"
+IDENTIFIER_KINDS = (USER_ID, USERNAME, EMAIL)
+
+
+@dataclass(frozen=True)
+class Requested:
+    """One requested user: the identifier as sent, and the deadline asked for it."""
+
+    kind: str
+    value: int | str
+    due_at: datetime | None = None
 
 
 @dataclass
 class AssignmentReport:
+    """What assign-multiple answers (and stores). `results` are rendered: one dict per
+    distinct user (or unresolved identifier), in request order."""
+
     course_id: str
     requested: int
-    results: list[tuple[int, str]]
+    results: list[dict[str, Any]]
     enrollers: int
+    dry_run: bool = False
+    id: str | None = None
     summary: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.summary = {"requested": self.requested}
-        for key in (ENROLLED, ALREADY_ENROLLED, NOT_FOUND, INACTIVE):
-            self.summary[key] = 0
-        for _, status in self.results:
-            self.summary[status] += 1
+        self.summary = {"requested": self.requested, **dict.fromkeys(STATUSES, 0)}
+        for result in self.results:
+            self.summary[result["status"]] += 1
         self.summary["duplicates_in_request"] = self.requested - len(self.results)
 
 
 async def assignment_create(
-    *, course_id: str, user_id: int, admin_id: int
+    *,
+    course_id: str,
+    user_id: int,
+    admin_id: int,
+    due_at: datetime | None = None,
+    override_capacity: bool = False,
 ) -> tuple[Enrollment, bool]:
+    """Assign one user. A repeat with a `due_at` moves an active (or waitlisted)
+    enrollment's deadline to it (docs/api.md, "Due dates")."""
     admission, rows = await asyncio.gather(
         repository.course_admission(course_id, fresh=True), accounts.users_by_ids(ids=[user_id])
     )
@@ -49,63 +88,256 @@ async def assignment_create(
     _, username, is_active = rows[0]
     if not is_active:
         raise InvalidInput(f"User {user_id} is inactive.", field="user_id")
+    # SEAM(lifecycle, issue 13): a full course waitlists the user unless override_capacity.
     enrollment, created = await services.enrollment_create_in_course(
         course_id=course_id,
         user_id=user_id,
         username=username,
         source="admin",
         assigned_by=admin_id,
+        due_at=due_at,
     )
+    if not created and due_at is not None and enrollment.due_at != due_at:
+        moved = await repository.enrollment_set_due_at_one(course_id, user_id, due_at)
+        enrollment = moved or enrollment
     _audit(admin_id, course_id, {ENROLLED if created else ALREADY_ENROLLED: 1})
     return enrollment, created
 
 
-async def assignment_bulk_create(
-    *, course_id: str, user_ids: list[int], admin_id: int
-) -> AssignmentReport:
-    """Assign many users; the MongoDB writes are one bulk insert and one course update.
+@dataclass
+class _Resolved:
+    """The SQL and MongoDB reads of one chunk of identifiers."""
 
-    Users who win a race against this request (a concurrent self-enroll of the same user)
-    come back as duplicate-key errors of the bulk insert and are reported as
-    `already_enrolled`, never as failures. Users enrolled by an earlier assignment that
-    failed before counting them are `already_enrolled` too, and counted by this one
-    (services.membership_apply_bulk): a retry after a crash converges.
+    keys: dict[Any, int] = field(default_factory=dict)  # identifier key -> user id
+    users: dict[int, tuple[str, bool]] = field(default_factory=dict)  # id -> (username, active)
+    existing: dict[int, ExistingEnrollment] = field(default_factory=dict)
+
+
+def identifier_key(kind: str, value: int | str) -> int | str:
+    """The form in which two identifiers of one kind name the same user (as login and
+    registration compare usernames and emails)."""
+    if kind == USERNAME:
+        return username_key(value)
+    if kind == EMAIL:
+        return accounts.email_key(value)
+    return int(value)  # a CSV cell: validated digits
+
+
+async def _resolve_chunk(course_id: str, kind: str, keys: list) -> _Resolved:
+    """Resolve one chunk in SQL and read its users' enrollments. By id both go out at once;
+    by username or email the MongoDB read waits for the ids, but runs while the other
+    chunks' SQL queries do."""
+    resolved = _Resolved()
+    if kind == USER_ID:
+        rows, resolved.existing = await asyncio.gather(
+            accounts.users_by_ids(ids=keys), repository.enrollment_existing_among(course_id, keys)
+        )
+        for uid, username, active in rows:
+            resolved.keys[uid] = uid
+            resolved.users[uid] = (username, active)
+        return resolved
+    lookup = accounts.users_by_usernames if kind == USERNAME else accounts.users_by_emails
+    rows = await lookup(**{f"{kind}s": keys})
+    for key, uid, username, active in rows:
+        resolved.keys[key] = uid
+        resolved.users[uid] = (username, active)
+    if resolved.users:
+        resolved.existing = await repository.enrollment_existing_among(
+            course_id, list(resolved.users)
+        )
+    return resolved
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One distinct requested user (or unresolved identifier), first occurrence wins."""
+
+    requested: Requested
+    user_id: int | None
+
+
+def _distinct(items: list[Requested], resolved: _Resolved) -> list[_Entry]:
+    """Duplicates are counted after resolution: an id and the same user's email are one."""
+    seen: set = set()
+    entries = []
+    for item in items:
+        key = identifier_key(item.kind, item.value)
+        uid = (
+            resolved.keys.get(key)
+            if item.kind != USER_ID
+            else (key if key in resolved.users else None)
+        )
+        identity = ("user", uid) if uid is not None else (item.kind, key)
+        if identity in seen:
+            continue
+        seen.add(identity)
+        entries.append(_Entry(item, uid))
+    return entries
+
+
+def _seat(
+    candidates: list[_Entry], *, override_capacity: bool
+) -> tuple[list[_Entry], list[_Entry]]:
+    """(admitted, waitlisted) among the users this assignment would enroll, in request
+    order.
+
+    SEAM(lifecycle, issue 13): capacity is not enforced yet, so everyone is admitted. The
+    lifecycle's seat guard plugs in here: beyond the course's seats_left the rest are
+    waitlisted (status WAITLISTED, counted in the summary) unless `override_capacity`.
     """
-    distinct = list(dict.fromkeys(user_ids))
-    chunks = [distinct[i : i + READ_CHUNK] for i in range(0, len(distinct), READ_CHUNK)]
-    admission, user_chunks, enrolled_chunks = await asyncio.gather(
+    return candidates, []
+
+
+async def assignment_bulk_create(
+    *,
+    course_id: str,
+    items: list[Requested],
+    admin_id: int,
+    due_at: datetime | None = None,
+    override_capacity: bool = False,
+    dry_run: bool = False,
+    assignment_id: str | None = None,
+    with_identifiers: bool = True,
+) -> AssignmentReport:
+    """Assign many users; the MongoDB writes are one bulk insert, one course update, at
+    most one bulk deadline update and the stored report (two writes), whatever the size.
+
+    `items` name users by id, username or email, each with its own deadline (the body's
+    `due_at` is the one stored with the report). Users who win a race against this request
+    (a concurrent self-enroll of the same user) come back as duplicate-key errors of the
+    bulk insert and are reported as `already_enrolled`, never as failures. Users enrolled
+    by an earlier assignment that failed before counting them are `already_enrolled` too,
+    and counted by this one (services.membership_apply_bulk): a retry after a crash
+    converges.
+
+    `dry_run` reads the same state and answers the report the assignment would give now,
+    writing nothing (no enrollment, counter, stored report or audit line).
+    `assignment_id` is the stored report's id (an Idempotency-Key retry passes the id of
+    its first attempt, so it cannot store a second report).
+    """
+    by_kind: dict[str, list] = {}
+    for item in items:
+        by_kind.setdefault(item.kind, []).append(identifier_key(item.kind, item.value))
+    tasks = []
+    for kind, keys in by_kind.items():
+        distinct = list(dict.fromkeys(keys))
+        for start in range(0, len(distinct), READ_CHUNK):
+            tasks.append(_resolve_chunk(course_id, kind, distinct[start : start + READ_CHUNK]))
+    keyed = assignment_id is not None and not dry_run
+    admission, chunks, current, previous = await asyncio.gather(
         # Fresh, not the known-course memory: this request may write thousands of
         # enrollments, and the query runs beside the others at no extra latency.
         repository.course_admission(course_id, fresh=True),
-        asyncio.gather(*(accounts.users_by_ids(ids=chunk) for chunk in chunks)),
-        asyncio.gather(*(repository.enrollment_ops_among(course_id, c) for c in chunks)),
+        asyncio.gather(*tasks),
+        repository.course_enrollers(course_id) if dry_run else _none(),
+        assignment_repository.assignment_get(assignment_id) if keyed else _none(),
     )
+    if previous is not None:
+        # A first attempt under this Idempotency-Key did everything, stored its report and
+        # died before its answer was kept: that report is the answer.
+        return _report_of(previous)
     _check_admits(admission)
-    users = {uid: (username, active) for rows in user_chunks for uid, username, active in rows}
-    enrolled = {uid: op for ops in enrolled_chunks for uid, op in ops.items()}
+    resolved = _Resolved()
+    for chunk in chunks:
+        resolved.keys.update(chunk.keys)
+        resolved.users.update(chunk.users)
+        resolved.existing.update(chunk.existing)
+    users, existing = resolved.users, resolved.existing
+    entries = _distinct(items, resolved)
+    candidates = [
+        e
+        for e in entries
+        if e.user_id is not None and users[e.user_id][1] and e.user_id not in existing
+    ]
+    admitted, waitlisted = _seat(candidates, override_capacity=override_capacity)
+    moving = {
+        e.user_id
+        for e in entries
+        if e.user_id in existing
+        and users[e.user_id][1]
+        and e.requested.due_at is not None
+        and existing[e.user_id].status in repository.DUE_AT_MOVABLE
+        and existing[e.user_id].due_at != e.requested.due_at
+    }
+    if dry_run:
+        inserted_ids = {e.user_id for e in admitted}
+        enrollers = (current or 0) + len(inserted_ids)
+    else:
+        inserted_ids, enrollers, lost = await _write(course_id, admitted, users, existing, admin_id)
+        moving |= {e.user_id for e in admitted if e.user_id in lost and e.requested.due_at}
+        await repository.enrollment_set_due_at(course_id, _by_due_at(entries, moving))
+    # SEAM(lifecycle, issue 13): the waitlisted users' enrollments are written by the
+    # lifecycle's waitlist (with their positions); the report already names them.
+    waiting = {e.user_id for e in waitlisted}
+    results = [
+        _result(e, users, inserted_ids, waiting, moving, with_identifiers=with_identifiers)
+        for e in entries
+    ]
+    report = AssignmentReport(
+        course_id=course_id,
+        requested=len(items),
+        results=results,
+        enrollers=enrollers,
+        dry_run=dry_run,
+    )
+    if dry_run:
+        return report
+    report.id = assignment_id or repository.new_id()
+    stored = StoredAssignment(
+        id=report.id,
+        course_id=course_id,
+        assigned_by=admin_id,
+        created_at=repository.now(),
+        due_at=due_at,
+        override_capacity=override_capacity,
+        summary=report.summary,
+        enrollers=enrollers,
+        results=results,
+    )
+    if not await assignment_repository.assignment_store(stored):
+        # Two attempts of one Idempotency-Key ran at once (the first outlived its lease):
+        # the first head stored stands.
+        previous = await assignment_repository.assignment_get(report.id)
+        if previous is not None:
+            report = _report_of(previous)
+    _audit(admin_id, course_id, report.summary)
+    return report
 
+
+async def _none() -> None:
+    return None
+
+
+async def _write(
+    course_id: str,
+    admitted: list[_Entry],
+    users: dict[int, tuple[str, bool]],
+    existing: dict[int, ExistingEnrollment],
+    admin_id: int,
+) -> tuple[set[int], int, set[int]]:
+    """Insert and count the admitted users: (inserted ids, enrollers, ids that lost a race)."""
     op = membership.new_op(bulk=True)
     enrolled_at = repository.now()
     to_insert = [
         Enrollment(
             id=repository.new_id(),
-            user_id=uid,
-            username=users[uid][0],
+            user_id=e.user_id,
+            username=users[e.user_id][0],
             course_id=course_id,
             status="active",
             enrolled_at=enrolled_at,
             source="admin",
             assigned_by=admin_id,
             op=op,
+            due_at=e.requested.due_at,
         )
-        for uid in distinct
-        if uid in users and users[uid][1] and uid not in enrolled
+        for e in admitted
     ]
     lost_races = await repository.enrollment_insert_many(to_insert)
     inserted = [
         EnrolledUser(e.user_id, e.username) for e in to_insert if e.user_id not in lost_races
     ]
-    found_ops = {o for o in enrolled.values() if o is not None}
+    found_ops = {x.op for x in existing.values() if x.op is not None}
     try:
         enrollers = await services.membership_apply_bulk(course_id, op, inserted, found_ops)
     except NotFound:
@@ -117,14 +349,71 @@ async def assignment_bulk_create(
             [e.id for e in to_insert if e.user_id not in lost_races]
         )
         raise
+    return {u.user_id for u in inserted}, enrollers, lost_races
 
-    inserted_ids = {u.user_id for u in inserted}
-    results = [(uid, _status(uid, users, inserted_ids)) for uid in distinct]
+
+def _by_due_at(entries: list[_Entry], user_ids: set[int]) -> dict[datetime, list[int]]:
+    groups: dict[datetime, list[int]] = {}
+    for e in entries:
+        if e.user_id in user_ids:
+            groups.setdefault(e.requested.due_at, []).append(e.user_id)
+    return groups
+
+
+def _result(
+    entry: _Entry,
+    users: dict[int, tuple[str, bool]],
+    inserted: set[int],
+    waiting: set[int],
+    moving: set[int],
+    *,
+    with_identifiers: bool,
+) -> dict[str, Any]:
+    uid = entry.user_id
+    if uid is None:
+        status = NOT_FOUND
+    elif not users[uid][1]:
+        status = INACTIVE
+    elif uid in waiting:
+        status = WAITLISTED
+    else:
+        status = ENROLLED if uid in inserted else ALREADY_ENROLLED
+    if with_identifiers:
+        result: dict[str, Any] = {"user": entry.requested.value, "user_id": uid, "status": status}
+    else:
+        result = {"user_id": entry.requested.value, "status": status}
+    if status == ALREADY_ENROLLED and entry.requested.due_at is not None:
+        result["due_at_updated"] = uid in moving
+    return result
+
+
+def _report_of(stored: StoredAssignment) -> AssignmentReport:
     report = AssignmentReport(
-        course_id=course_id, requested=len(user_ids), results=results, enrollers=enrollers
+        course_id=stored.course_id,
+        requested=stored.summary["requested"],
+        results=stored.results or [],
+        enrollers=stored.enrollers,
+        id=stored.id,
     )
-    _audit(admin_id, course_id, report.summary)
+    report.summary = stored.summary
     return report
+
+
+async def assignment_get(*, assignment_id: str) -> StoredAssignment:
+    stored = await assignment_repository.assignment_get(assignment_id)
+    if stored is None:
+        raise NotFound(ASSIGNMENT_NOT_FOUND)
+    return stored
+
+
+async def assignment_list(
+    *, course_id: str | None, limit: int, offset: int
+) -> tuple[int, list[StoredAssignment]]:
+    """(count, one page) of stored reports, newest first, without their results."""
+    return await asyncio.gather(
+        assignment_repository.assignment_count(course_id=course_id),
+        assignment_repository.assignment_page(course_id=course_id, limit=limit, offset=offset),
+    )
 
 
 def _check_admits(admission: Admission | None) -> None:
@@ -136,14 +425,6 @@ def _check_admits(admission: Admission | None) -> None:
     refused = services.refusal_error(admission, repository.now(), self_enrollment=False)
     if refused is not None:
         raise refused
-
-
-def _status(uid: int, users: dict[int, tuple[str, bool]], inserted: set[int]) -> str:
-    if uid not in users:
-        return NOT_FOUND
-    if not users[uid][1]:
-        return INACTIVE
-    return ENROLLED if uid in inserted else ALREADY_ENROLLED
 
 
 def _audit(admin_id: int, course_id: str, counts: dict[str, int]) -> None:

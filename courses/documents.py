@@ -139,3 +139,27 @@ class CourseCounters:
     updated_at: datetime
     enrolled_user_ids: list[int]
     applied: list[int]
+
+
+@dataclass(frozen=True)
+class ExistingEnrollment:
+    """What an assignment needs to know of a user's enrollment it finds in place."""
+
+    op: int | None
+    status: str
+    due_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StoredAssignment:
+    """A stored assign-multiple report (`results` only loaded for the detail endpoint)."""
+
+    id: str
+    course_id: str
+    assigned_by: int
+    created_at: datetime
+    due_at: datetime | None
+    override_capacity: bool
+    summary: dict[str, int]
+    enrollers: int
+    results: list[dict] | None = None

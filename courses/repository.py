@@ -16,7 +16,7 @@ from typing import Any
 
 from bson import Decimal128, Int64, ObjectId
 from django.conf import settings
-from pymongo import ASCENDING, DESCENDING, InsertOne, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, InsertOne, ReturnDocument, UpdateMany
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from courses import membership
@@ -32,6 +32,7 @@ from courses.documents import (
     CourseState,
     EnrolledUser,
     Enrollment,
+    ExistingEnrollment,
     millisecond_precision,
 )
 from mongo.client import (
@@ -748,6 +749,67 @@ async def enrollment_ops_among(course_id: str, user_ids: Sequence[int]) -> dict[
     )
     with unavailable_on_driver_error():
         return {doc["user_id"]: doc.get("op") async for doc in cursor}
+
+
+# Statuses whose deadline a repeat assignment may move (docs/api.md, "Due dates").
+DUE_AT_MOVABLE = ("active", "waitlisted")
+
+
+async def enrollment_existing_among(
+    course_id: str, user_ids: Sequence[int]
+) -> dict[int, ExistingEnrollment]:
+    """`enrollment_ops_among` with the status and deadline too, for assignments; one `$in`."""
+    cursor = get_collection(ENROLLMENTS).find(
+        {"course_id": ObjectId(course_id), "user_id": {"$in": list(user_ids)}},
+        {"user_id": 1, "op": 1, "status": 1, "due_at": 1, "_id": 0},
+    )
+    with unavailable_on_driver_error():
+        return {
+            doc["user_id"]: ExistingEnrollment(doc.get("op"), doc["status"], doc.get("due_at"))
+            async for doc in cursor
+        }
+
+
+async def enrollment_set_due_at(
+    course_id: str, user_ids_by_due_at: dict[datetime, list[int]]
+) -> None:
+    """Move the deadline of these users' enrollments (active or waitlisted ones only); one
+    bulk write whatever the number of users or distinct deadlines."""
+    if not user_ids_by_due_at:
+        return
+    collection = await _enrollments_for_write()
+    updates = [
+        UpdateMany(
+            {
+                "course_id": ObjectId(course_id),
+                "user_id": {"$in": user_ids},
+                "status": {"$in": list(DUE_AT_MOVABLE)},
+            },
+            {"$set": {"due_at": due_at}},
+        )
+        for due_at, user_ids in user_ids_by_due_at.items()
+    ]
+    with unavailable_on_driver_error():
+        await collection.bulk_write(updates, ordered=False)
+
+
+async def enrollment_set_due_at_one(
+    course_id: str, user_id: int, due_at: datetime
+) -> Enrollment | None:
+    """Move one enrollment's deadline (if active or waitlisted); the enrollment as it now
+    is, None when it is in another status."""
+    collection = await _enrollments_for_write()
+    with unavailable_on_driver_error():
+        doc = await collection.find_one_and_update(
+            {
+                "course_id": ObjectId(course_id),
+                "user_id": user_id,
+                "status": {"$in": list(DUE_AT_MOVABLE)},
+            },
+            {"$set": {"due_at": due_at}},
+            return_document=ReturnDocument.AFTER,
+        )
+    return None if doc is None else _enrollment(doc)
 
 
 async def enrollment_restamp(course_id: str, ops: Sequence[int], op: int | None) -> int:

@@ -6,6 +6,7 @@ describe the same shapes for the OpenAPI schema; the contract tests keep the two
 """
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,17 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from asgi_app.parsers import CSVParser, CsvTable
 from asgi_app.serializers import StrictCharField, StrictSerializer
+from courses.assignment import (
+    EMAIL,
+    IDENTIFIER_KINDS,
+    STATUSES,
+    USER_ID,
+    USERNAME,
+    AssignmentReport,
+    Requested,
+)
 from courses.currencies import ISO_4217
 from courses.documents import (
     COURSE_OPEN,
@@ -23,6 +34,7 @@ from courses.documents import (
     ENROLLMENT_STATUSES,
     Course,
     Enrollment,
+    StoredAssignment,
     millisecond_precision,
 )
 
@@ -64,7 +76,10 @@ class UserIdListField(serializers.Field):
         "invalid_item": "Item {index} is not a valid user id (a positive integer).",
     }
 
-    def to_internal_value(self, data: Any) -> list[int]:
+    def valid_item(self, item: Any) -> bool:
+        return type(item) is int and 1 <= item <= MAX_USER_ID
+
+    def to_internal_value(self, data: Any) -> list:
         if not isinstance(data, list):
             self.fail("not_a_list")
         if not data:
@@ -72,11 +87,11 @@ class UserIdListField(serializers.Field):
         if len(data) > settings.ASSIGN_MAX_USERS:
             self.fail("too_long", max=settings.ASSIGN_MAX_USERS)
         for index, item in enumerate(data):
-            if type(item) is not int or not 1 <= item <= MAX_USER_ID:
-                self.fail("invalid_item", index=index)
+            if not self.valid_item(item):
+                self.fail("invalid_item", index=index, length=getattr(self, "max_length", None))
         return data
 
-    def to_representation(self, value: list[int]) -> list[int]:
+    def to_representation(self, value: list) -> list:
         return value
 
 
@@ -266,12 +281,242 @@ class RosterQuerySerializer(EnrollmentQuerySerializer):
     )
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean only: DRF's BooleanField also takes "yes", 1 and "on"."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class FutureDateTimeField(UtcDateTimeField):
+    """A UtcDateTimeField that must lie in the future (a deadline)."""
+
+    default_error_messages = {
+        **UtcDateTimeField.default_error_messages,
+        "past": "Must be in the future.",
+    }
+
+    def to_internal_value(self, value: Any):
+        moment = super().to_internal_value(value)
+        if moment <= datetime.now(UTC):
+            self.fail("past")
+        return moment
+
+
+def _due_at() -> FutureDateTimeField:
+    return FutureDateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Deadline of the enrollments this assignment creates (a future time); "
+        "a repeat moves an active enrollment's deadline to it.",
+    )
+
+
+def _override_capacity() -> StrictBooleanField:
+    return StrictBooleanField(
+        default=False, help_text="Enroll beyond the course's capacity instead of waitlisting."
+    )
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "string", "minLength": 1, "maxLength": 254},
+        "minItems": 1,
+        "maxItems": settings.ASSIGN_MAX_USERS,
+    }
+)
+class IdentifierListField(UserIdListField):
+    """A non-empty list of usernames or emails, at most ASSIGN_MAX_USERS long."""
+
+    default_error_messages = {
+        "not_a_list": "Expected a list of strings.",
+        "empty": "This list may not be empty.",
+        "too_long": "At most {max} users per request.",
+        "invalid_item": "Item {index} is not a non-empty string of at most {length} characters.",
+    }
+
+    def __init__(self, *, max_length: int, **kwargs) -> None:
+        self.max_length = max_length
+        super().__init__(**kwargs)
+
+    def valid_item(self, item: Any) -> bool:
+        return type(item) is str and bool(item.strip()) and len(item) <= self.max_length
+
+
 class AssignSerializer(StrictSerializer):
     user_id = StrictIntegerField()
+    due_at = _due_at()
+    override_capacity = _override_capacity()
 
 
+IDENTIFIER_FIELDS = {"user_ids": USER_ID, "usernames": USERNAME, "emails": EMAIL}
+
+
+# Exactly one of user_ids, usernames, emails. (No docstring: see CourseUpdateSerializer.)
 class AssignMultipleSerializer(StrictSerializer):
-    user_ids = UserIdListField()
+    user_ids = UserIdListField(required=False)
+    usernames = IdentifierListField(
+        max_length=150, required=False, help_text="Compared as login compares them."
+    )
+    emails = IdentifierListField(
+        max_length=254, required=False, help_text="Compared case-insensitively."
+    )
+    due_at = _due_at()
+    dry_run = StrictBooleanField(
+        default=False, help_text="Answer the report this assignment would give; write nothing."
+    )
+    override_capacity = _override_capacity()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        given = [name for name in IDENTIFIER_FIELDS if name in attrs]
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Send exactly one of user_ids, usernames or emails."]}
+            )
+        return attrs
+
+
+@dataclass(frozen=True)
+class AssignmentInput:
+    """assign-multiple's input, from a JSON or a CSV body."""
+
+    items: list[Requested]
+    due_at: datetime | None
+    dry_run: bool
+    override_capacity: bool
+    with_identifiers: bool  # False: the v1 result shape ({"user_id", "status"})
+
+
+def _query_flag(request: Any, name: str) -> bool:
+    value = request.query_params.get(name)
+    if value is None:
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise serializers.ValidationError({name: ["Expected true or false."]})
+
+
+def assignment_input(request: Any) -> AssignmentInput:
+    """Validate a JSON (`AssignMultipleSerializer`) or CSV (`CsvTable`) body; `?dry_run=`
+    and `?override_capacity=` apply to either (a dry run if the body or the query says so)."""
+    dry_run = _query_flag(request, "dry_run")
+    override = _query_flag(request, "override_capacity")
+    if request.content_type.startswith(CSVParser.media_type) and not request.data:
+        raise serializers.ValidationError({"csv": [CSVParser.NO_HEADER]})
+    if isinstance(request.data, CsvTable):
+        return AssignmentInput(
+            items=csv_assignment_items(request.data),
+            due_at=None,
+            dry_run=dry_run,
+            override_capacity=override,
+            with_identifiers=True,
+        )
+    serializer = AssignMultipleSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    data = serializer.validated_data
+    name = next(n for n in IDENTIFIER_FIELDS if n in data)
+    kind, due_at = IDENTIFIER_FIELDS[name], data["due_at"]
+    return AssignmentInput(
+        items=[Requested(kind, value, due_at) for value in data[name]],
+        due_at=due_at,
+        dry_run=dry_run or data["dry_run"],
+        override_capacity=override or data["override_capacity"],
+        with_identifiers=name != "user_ids",
+    )
+
+
+CSV_DUE_AT = "due_at"
+CSV_MAX_ROW_ERRORS = 20
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def _csv_columns(header: list[str]) -> tuple[list[tuple[str, int]], int | None]:
+    """(identifier columns as (kind, index), due_at column index); other columns (a name,
+    a department: what an HR export holds) are ignored."""
+    names = [cell.strip().lower() for cell in header]
+    known = [n for n in names if n in (*IDENTIFIER_KINDS, CSV_DUE_AT)]
+    twice = sorted({n for n in known if known.count(n) > 1})
+    if twice:
+        raise serializers.ValidationError({"csv": [f"Column {twice[0]} appears twice."]})
+    identifiers = [(n, names.index(n)) for n in IDENTIFIER_KINDS if n in names]
+    if not identifiers:
+        raise serializers.ValidationError(
+            {"csv": ["The header row must name an identifier column: user_id, username or email."]}
+        )
+    return identifiers, names.index(CSV_DUE_AT) if CSV_DUE_AT in names else None
+
+
+def _csv_row(
+    row: list[str], identifiers: list[tuple[str, int]], due_column: int | None
+) -> Requested:
+    """One record as a Requested user; a ValueError names what is wrong with it."""
+
+    def cell(index: int) -> str:
+        return row[index].strip() if index < len(row) else ""
+
+    filled = [(kind, cell(index)) for kind, index in identifiers if cell(index)]
+    if not filled:
+        raise ValueError("empty identifier.")
+    if len(filled) > 1:
+        raise ValueError("give one identifier per row, not " + " and ".join(k for k, _ in filled))
+    kind, value = filled[0]
+    if kind == USER_ID and not (_DIGITS.fullmatch(value) and 1 <= int(value) <= MAX_USER_ID):
+        raise ValueError("user_id is not a positive integer.")
+    if kind != USER_ID and len(value) > 254:
+        raise ValueError(f"{kind} is longer than 254 characters.")
+    due_at = None
+    if due_column is not None and cell(due_column):
+        try:
+            due_at = FutureDateTimeField().run_validation(cell(due_column))
+        except serializers.ValidationError as exc:
+            raise ValueError(f"due_at: {' '.join(str(m) for m in exc.detail)}") from None
+    return Requested(kind, value, due_at)
+
+
+def csv_assignment_items(table: CsvTable) -> list[Requested]:
+    """The users a CSV body names: a header row with one identifier column (`user_id`,
+    `username` or `email`; several are allowed if each row fills exactly one) and
+    optionally `due_at`. Blank records are skipped. Any bad row makes the whole body a 400
+    naming the first CSV_MAX_ROW_ERRORS bad rows (the header is row 1)."""
+    identifiers, due_column = _csv_columns(table.header)
+    items: list[Requested] = []
+    errors: list[str] = []
+    bad = 0
+    for number, row in enumerate(table.rows, start=2):
+        if not any(c.strip() for c in row):
+            continue
+        try:
+            items.append(_csv_row(row, identifiers, due_column))
+        except ValueError as exc:
+            bad += 1
+            if len(errors) < CSV_MAX_ROW_ERRORS:
+                errors.append(f"Row {number}: {exc}")
+        if len(items) > settings.ASSIGN_MAX_USERS:
+            raise serializers.ValidationError(
+                {"csv": [f"At most {settings.ASSIGN_MAX_USERS} users per request."]}
+            )
+    if bad > len(errors):
+        errors.append(f"... and {bad - len(errors)} more bad rows.")
+    if errors:
+        raise serializers.ValidationError({"csv": errors})
+    if not items:
+        raise serializers.ValidationError({"csv": ["The CSV has no rows after its header."]})
+    return items
+
+
+class AssignmentListQuerySerializer(serializers.Serializer):
+    course_id = serializers.RegexField(
+        r"^[0-9a-f]{24}$",
+        required=False,
+        help_text="Only this course's assignments (a course id).",
+        error_messages={"invalid": "Not a course id (24 lowercase hex digits)."},
+    )
 
 
 # Output
@@ -343,6 +588,37 @@ def enrollment_csv_row(enrollment: Enrollment) -> list[Any]:
     ]
 
 
+def assignment_report_data(report: AssignmentReport) -> dict[str, Any]:
+    return {
+        "id": report.id,
+        "course_id": report.course_id,
+        "dry_run": report.dry_run,
+        "summary": report.summary,
+        "results": report.results,
+        "enrollers": report.enrollers,
+    }
+
+
+def stored_assignment_data(stored: StoredAssignment) -> dict[str, Any]:
+    """A stored report: its list entry, and the full report when its results are loaded."""
+    data = {
+        "id": stored.id,
+        "course_id": stored.course_id,
+        "assigned_by": stored.assigned_by,
+        "created_at": _iso(stored.created_at),
+        "summary": stored.summary,
+    }
+    if stored.results is not None:
+        data.update(
+            due_at=_iso_or_none(stored.due_at),
+            override_capacity=stored.override_capacity,
+            dry_run=False,
+            results=stored.results,
+            enrollers=stored.enrollers,
+        )
+    return data
+
+
 # OpenAPI shapes of the output
 
 
@@ -405,7 +681,9 @@ class EnrollmentSerializer(serializers.Serializer):
     assigned_by = serializers.IntegerField(
         allow_null=True, help_text="The admin who assigned it; null for self-enrollment."
     )
-    due_at = serializers.DateTimeField(allow_null=True)
+    due_at = serializers.DateTimeField(
+        allow_null=True, help_text="Deadline set by an admin assignment; null: none."
+    )
     completed_at = serializers.DateTimeField(allow_null=True)
     withdrawn_at = serializers.DateTimeField(allow_null=True)
     waitlist_position = serializers.IntegerField(
@@ -422,20 +700,37 @@ class ReportSummarySerializer(serializers.Serializer):
     requested = serializers.IntegerField()
     enrolled = serializers.IntegerField()
     already_enrolled = serializers.IntegerField()
+    waitlisted = serializers.IntegerField()
     not_found = serializers.IntegerField()
     inactive = serializers.IntegerField()
     duplicates_in_request = serializers.IntegerField()
 
 
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "integer"}]})
+class IdentifierAsSentField(serializers.Field):
+    pass
+
+
 class ReportResultSerializer(serializers.Serializer):
-    user_id = serializers.IntegerField()
-    status = serializers.ChoiceField(
-        choices=["enrolled", "already_enrolled", "not_found", "inactive"]
+    user = IdentifierAsSentField(
+        required=False,
+        help_text="The identifier as sent (usernames, emails and CSV bodies only).",
+    )
+    user_id = serializers.IntegerField(
+        allow_null=True, help_text="The resolved user id; null when nobody has it."
+    )
+    status = serializers.ChoiceField(choices=list(STATUSES))
+    due_at_updated = serializers.BooleanField(
+        required=False,
+        help_text="On already_enrolled results when the request gave this user a due_at: "
+        "whether the enrollment's deadline was moved to it.",
     )
 
 
 class AssignmentReportSerializer(serializers.Serializer):
+    id = serializers.CharField(allow_null=True, help_text="The stored report; null on a dry run.")
     course_id = serializers.CharField()
+    dry_run = serializers.BooleanField()
     summary = ReportSummarySerializer()
     results = ReportResultSerializer(many=True)
     enrollers = serializers.IntegerField()
@@ -461,3 +756,19 @@ class CourseReportSerializer(serializers.Serializer):
     seats_left = serializers.IntegerField(allow_null=True)
     overdue = serializers.IntegerField()
     completion_rate = serializers.FloatField(help_text="completed / members, 4 decimals.")
+
+
+class StoredAssignmentListSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    course_id = serializers.CharField()
+    assigned_by = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    summary = ReportSummarySerializer()
+
+
+class StoredAssignmentSerializer(StoredAssignmentListSerializer):
+    due_at = serializers.DateTimeField(allow_null=True, help_text="The body's due_at.")
+    override_capacity = serializers.BooleanField()
+    dry_run = serializers.BooleanField()
+    results = ReportResultSerializer(many=True)
+    enrollers = serializers.IntegerField()

@@ -164,11 +164,18 @@ async def enrollment_create(
 
 
 async def enrollment_create_in_course(
-    *, course_id: str, user_id: int, username: str, source: str, assigned_by: int | None
+    *,
+    course_id: str,
+    user_id: int,
+    username: str,
+    source: str,
+    assigned_by: int | None,
+    due_at: datetime | None = None,
 ) -> tuple[Enrollment, bool]:
     """`enrollment_create` for a course the caller has just seen exist: in the common case
     (room left, or a repeat) two commands, the enrollment upsert and the guarded course
-    update, which also takes the seat."""
+    update, which also takes the seat. `due_at` is set on a new enrollment only (an
+    existing one is returned as it is)."""
     enrollment = Enrollment(
         id=repository.new_id(),
         user_id=user_id,
@@ -179,6 +186,7 @@ async def enrollment_create_in_course(
         source=source,
         assigned_by=assigned_by,
         op=membership.new_op(bulk=False),
+        due_at=due_at,
     )
     existing = await repository.enrollment_insert_or_get(enrollment)
     if existing is None:

@@ -41,4 +41,10 @@ urlpatterns = [
         views.EnrollmentDetailView.as_view(),
         name="enrollment-detail",
     ),
+    path("assignments/", views.AssignmentListView.as_view(), name="assignment-list"),
+    path(
+        "assignments/<objectid:assignment_id>/",
+        views.AssignmentDetailView.as_view(),
+        name="assignment-detail",
+    ),
 ]

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
@@ -10,12 +10,14 @@ from rest_framework.utils.urls import replace_query_param
 
 from accounts.permissions import IsAdmin
 from asgi_app.pagination import page_body, page_params
+from asgi_app.parsers import CSVParser, StrictJSONParser
 from asgi_app.schema import ERRORS, LIST_PARAMS, ErrorSerializer, paginated
 from asgi_app.views import ApiView, validated
 from courses import assignment, selectors, services
 from courses.idempotency import idempotent, idempotent_object_id
 from courses.serializers import (
     CSV_COLUMNS,
+    AssignmentListQuerySerializer,
     AssignmentReportSerializer,
     AssignMultipleSerializer,
     AssignSerializer,
@@ -29,10 +31,15 @@ from courses.serializers import (
     MyEnrollmentSerializer,
     RosterPageSerializer,
     RosterQuerySerializer,
+    StoredAssignmentListSerializer,
+    StoredAssignmentSerializer,
+    assignment_input,
+    assignment_report_data,
     course_changes,
     course_data,
     enrollment_csv_row,
     enrollment_data,
+    stored_assignment_data,
 )
 from courses.services import (
     AlreadyCompleted,
@@ -379,43 +386,107 @@ class AssignView(ApiView):
         request=AssignSerializer,
         responses={
             201: OpenApiResponse(EnrollmentSerializer, description="Assigned."),
-            200: OpenApiResponse(EnrollmentSerializer, description="Already enrolled."),
+            200: OpenApiResponse(
+                EnrollmentSerializer,
+                description="Already enrolled (with a due_at: its deadline moved to it).",
+            ),
             **ERRORS(400, 401, 403, 404, 413, 415, 503),
             **_conflict(CourseArchived.code),
         },
-        summary="Assign one user to a course (admin only).",
+        summary="Assign one user to a course, optionally with a deadline (admin only).",
     )
     async def post(self, request, course_id: str):
         data = validated(AssignSerializer, request)
         enrollment, created = await assignment.assignment_create(
-            course_id=course_id, user_id=data["user_id"], admin_id=request.user.id
+            course_id=course_id,
+            user_id=data["user_id"],
+            admin_id=request.user.id,
+            due_at=data["due_at"],
+            override_capacity=data["override_capacity"],
         )
         return await _enrollment_response(enrollment, created)
 
 
+_FLAG = {"type": "boolean"}
+_CSV_BODY = {
+    "type": "string",
+    "description": "A header row naming one identifier column (`user_id`, `username` or "
+    "`email`) and optionally `due_at` (per row; an empty cell means none); other columns "
+    "are ignored. UTF-8, a BOM and CRLF line ends tolerated. A bad row makes the whole "
+    "request a 400 naming the rows (the header is row 1).",
+    "example": "email,due_at\r\nada@corp.example,2030-01-31T09:00:00Z\r\n",
+}
+
+
 class AssignMultipleView(ApiView):
     permission_classes = [IsAuthenticated, IsAdmin]
+    parser_classes = [StrictJSONParser, CSVParser]
 
     @idempotent
     @extend_schema(
-        request=AssignMultipleSerializer,
+        request={"application/json": AssignMultipleSerializer, "text/csv": _CSV_BODY},
+        parameters=[
+            OpenApiParameter(
+                "dry_run", _FLAG, description="true: answer the report, write nothing."
+            ),
+            OpenApiParameter(
+                "override_capacity", _FLAG, description="true: enroll beyond capacity."
+            ),
+        ],
         responses={
             200: AssignmentReportSerializer,
             **ERRORS(400, 401, 403, 404, 413, 415, 503),
             **_conflict(CourseArchived.code),
         },
-        summary="Assign many users to a course; returns a per-user report (admin only).",
+        summary="Assign many users by id, username, email or CSV; a per-user report, "
+        "stored unless it is a dry run (admin only).",
     )
     async def post(self, request, course_id: str):
-        data = validated(AssignMultipleSerializer, request)
+        data = assignment_input(request)
         report = await assignment.assignment_bulk_create(
-            course_id=course_id, user_ids=data["user_ids"], admin_id=request.user.id
+            course_id=course_id,
+            items=data.items,
+            admin_id=request.user.id,
+            due_at=data.due_at,
+            override_capacity=data.override_capacity,
+            dry_run=data.dry_run,
+            assignment_id=idempotent_object_id(request),
+            with_identifiers=data.with_identifiers,
+        )
+        return Response(assignment_report_data(report))
+
+
+class AssignmentListView(ApiView):
+    permission_classes = [IsAuthenticated, IsAdmin]
+
+    @extend_schema(
+        parameters=[*LIST_PARAMS, AssignmentListQuerySerializer],
+        responses={200: paginated(StoredAssignmentListSerializer), **ERRORS(400, 401, 403, 503)},
+        operation_id="assignments_list",
+        summary="Stored assign-multiple reports, newest first (admin only).",
+    )
+    async def get(self, request):
+        page = page_params(request)
+        query = AssignmentListQuerySerializer(
+            data={k: v for k, v in request.query_params.items() if k == "course_id"}
+        )
+        query.is_valid(raise_exception=True)
+        count, stored = await assignment.assignment_list(
+            course_id=query.validated_data.get("course_id"), limit=page.limit, offset=page.offset
         )
         return Response(
-            {
-                "course_id": report.course_id,
-                "summary": report.summary,
-                "results": [{"user_id": uid, "status": st} for uid, st in report.results],
-                "enrollers": report.enrollers,
-            }
+            page_body(request, page, count, [stored_assignment_data(a) for a in stored])
         )
+
+
+class AssignmentDetailView(ApiView):
+    permission_classes = [IsAuthenticated, IsAdmin]
+
+    @extend_schema(
+        responses={200: StoredAssignmentSerializer, **ERRORS(401, 403, 404, 503)},
+        operation_id="assignments_retrieve",
+        summary="One stored assign-multiple report with its results (admin only).",
+    )
+    async def get(self, request, assignment_id: str):
+        stored = await assignment.assignment_get(assignment_id=assignment_id)
+        return Response(stored_assignment_data(stored))

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 COURSES = "courses"
 ENROLLMENTS = "enrollments"
 IDEMPOTENCY_KEYS = "idempotency_keys"
+ASSIGNMENTS = "assignments"
+ASSIGNMENT_RESULTS = "assignment_results"
 
 # An ensured index is re-verified (one no-op createIndexes) at least this often, even if
 # no server change was seen.
@@ -99,6 +101,19 @@ INDEXES = [
         IDEMPOTENCY_KEYS,
         [("expires_at", ASCENDING)],
         {"expireAfterSeconds": 0, "name": "expires_at_ttl"},
+    ),
+    # Stored assignment reports, newest first: all of them, or one course's.
+    Index(ASSIGNMENTS, [("created_at", DESCENDING), ("_id", DESCENDING)], {"name": "created_at"}),
+    Index(
+        ASSIGNMENTS,
+        [("course_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+        {"name": "course_created_at"},
+    ),
+    # A stored report's results, in chunks of ASSIGNMENT_RESULTS_CHUNK, in order.
+    Index(
+        ASSIGNMENT_RESULTS,
+        [("assignment_id", ASCENDING), ("seq", ASCENDING)],
+        {"unique": True, "name": "assignment_seq_unique"},
     ),
 ]
 

@@ -1,4 +1,5 @@
 import asyncio
+import re
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -142,12 +143,16 @@ async def test_bulk_report_covers_every_status(api, admin, make_user, create_cou
     ids = [fresh[0].id, enrolled_before.id, missing, fresh[0].id, inactive.id, fresh[1].id, missing]
     response = await api.post(_url(course["id"], True), json={"user_ids": ids}, headers=admin[1])
     assert response.status_code == 200
-    assert response.json() == {
+    report = response.json()
+    assert re.fullmatch("[0-9a-f]{24}", report.pop("id"))
+    assert report == {
         "course_id": course["id"],
+        "dry_run": False,
         "summary": {
             "requested": 7,
             "enrolled": 2,
             "already_enrolled": 1,
+            "waitlisted": 0,
             "not_found": 1,
             "inactive": 1,
             "duplicates_in_request": 2,
@@ -218,7 +223,8 @@ async def test_bulk_to_unknown_course_is_404(api, admin, regular, mongo_db):
 
 
 async def test_bulk_write_commands_do_not_grow_with_n(api, admin, create_course, command_log):
-    """1 user and 5,000 users: the same MongoDB writes (one insert, one findAndModify)."""
+    """1 user and 5,000 users: the same MongoDB writes (the enrollments' insert, the course's
+    findAndModify, then the stored report: its results' update and its head's insert)."""
     ids = await _bulk_users(5000)
     counts = {}
     for n in (1, 5000):
@@ -234,7 +240,7 @@ async def test_bulk_write_commands_do_not_grow_with_n(api, admin, create_course,
         reads = command_log.named("find", "getMore", "aggregate")
         counts[n] = writes
         assert len(reads) <= 1 + (n + 999) // 1000 * 2, [e.command_name for e in reads]
-    assert counts[1] == counts[5000] == ["insert", "findAndModify"]
+    assert counts[1] == counts[5000] == ["insert", "findAndModify", "update", "insert"]
 
 
 async def test_bulk_of_5000_users(api, admin, create_course, invariants):
@@ -252,6 +258,7 @@ async def test_bulk_of_5000_users(api, admin, create_course, invariants):
         "requested": 5000,
         "enrolled": 2500,
         "already_enrolled": 2500,
+        "waitlisted": 0,
         "not_found": 0,
         "inactive": 0,
         "duplicates_in_request": 0,

@@ -244,7 +244,8 @@ async def test_bulk_retry_writes_stay_constant(api, admin, create_course, comman
         writes = command_log.named("insert", "update", "findAndModify", "delete")
         shapes.append([(e.command_name, e.command[e.command_name]) for e in writes])
     assert shapes[0] == shapes[1]
-    assert len(shapes[0]) <= 4, shapes[0]
+    # + 2: the stored report (its results' one bulk update, its head's insert).
+    assert len(shapes[0]) <= 6, shapes[0]
 
 
 async def test_migration_trims_legacy_courses_idempotently_and_they_keep_working(

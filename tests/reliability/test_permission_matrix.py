@@ -50,6 +50,8 @@ EXPECTED = {
     ("course-enrollment-complete", "POST"): ADMIN,
     ("course-report", "GET"): ADMIN,
     ("enrollment-detail", "GET"): AUTHENTICATED,  # own; another user's is a 404
+    ("assignment-list", "GET"): ADMIN,
+    ("assignment-detail", "GET"): ADMIN,
     ("admin:*", "*"): DJANGO_ADMIN,
     ("console-login", "GET"): CONSOLE_PUBLIC,
     ("console-login", "POST"): CONSOLE_PUBLIC,
@@ -128,6 +130,7 @@ def route_url(route: str, course_id: str, user_id: int = 1) -> str:
         .replace("<int:user_id>", str(user_id))
         .replace("<objectid:enrollment_id>", "65f0c0ffee0000000000abcd")
         .replace("<str:report_id>", "0" * 32)
+        .replace("<objectid:assignment_id>", course_id)  # any ObjectId: a 404
     )
 
 

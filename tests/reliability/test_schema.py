@@ -126,6 +126,8 @@ def test_security_matches_the_permission_matrix(schema):
         "/api/courses/{course_id}/enrollments/{user_id}/": "course-enrollment",
         "/api/courses/{course_id}/enrollments/{user_id}/complete/": "course-enrollment-complete",
         "/api/courses/{course_id}/report/": "course-report",
+        "/api/assignments/": "assignment-list",
+        "/api/assignments/{assignment_id}/": "assignment-detail",
         "/healthz": "healthz",
         "/readyz": "readyz",
     }
@@ -231,10 +233,32 @@ def test_bodies_and_shapes(schema):
         "completion_rate",
     }
     assert set(components["AssignmentReport"]["properties"]) == {
+        "id",
         "course_id",
+        "dry_run",
         "summary",
         "results",
         "enrollers",
+    }
+    assert set(components["AssignMultipleRequest"]["properties"]) == {
+        "user_ids",
+        "usernames",
+        "emails",
+        "due_at",
+        "dry_run",
+        "override_capacity",
+    }
+    assert set(components["AssignRequest"]["properties"]) == {
+        "user_id",
+        "due_at",
+        "override_capacity",
+    }
+    multiple = schema["paths"]["/api/courses/{course_id}/assign-multiple/"]["post"]
+    assert set(multiple["requestBody"]["content"]) == {"application/json", "text/csv"}
+    assert multiple["requestBody"]["content"]["text/csv"]["schema"]["type"] == "string"
+    assert {p["name"] for p in multiple["parameters"] if p["in"] == "query"} == {
+        "dry_run",
+        "override_capacity",
     }
     enroll = schema["paths"]["/api/courses/{course_id}/enroll/"]["post"]
     assert "requestBody" not in enroll
