@@ -37,7 +37,7 @@ async def save(session, report: AssignmentReport, course_title: str) -> str:
             "course_id": report.course_id,
             "course_title": course_title,
             "summary": report.summary,
-            "results": [[uid, status] for uid, status in report.results],
+            "results": [[r["user_id"], r["status"]] for r in report.results],
             "enrollers": report.enrollers,
         },
     )

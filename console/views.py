@@ -278,7 +278,10 @@ async def assign_confirm(request: HttpRequest, course_id: str) -> HttpResponse:
     found = await selectors.course_get(course_id=course_id, with_enrolled_users=False)
     try:
         report = await assignment.assignment_bulk_create(
-            course_id=course_id, user_ids=user_ids, admin_id=request.user.id
+            course_id=course_id,
+            items=[assignment.Requested(assignment.USER_ID, uid) for uid in user_ids],
+            admin_id=request.user.id,
+            with_identifiers=False,
         )
     except Conflict as exc:
         messages.error(request, exc.detail)
