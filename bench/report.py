@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from bench import compare
 from bench.rungs import RUNG_BY_KEY, RUNGS
 
 Results = dict[str, Any]
@@ -227,6 +228,7 @@ def markdown(results: Results) -> str:
         f"connections (closed loop). Medians over rounds; CPU is utime+stime of the server "
         f"process only (the stand-in is excluded; its own column is for reference).",
         "",
+        *compare.markdown(results),
         "## Ladder",
         "",
         *ladder_table(results),

@@ -3,7 +3,10 @@
 Runs in its own process against the temporary SQLite database (Django settings come from
 the environment the runner prepares). Writes JSON to `--out`:
 `{"admin": {"id", "access"}, "users": [{"id", "username", "access"}, ...], "all_ids": [...]}`
-where `users` are the first `--tokens` of `--users` regular users.
+where `users` are the first `--tokens` of `--users` regular users. With `--fresh N`, the
+first N of those also get `"fresh"`: `--fresh-per-user` more access tokens each, every one
+distinct (its own `jti`), with the same claims a login returns, so the reference comparison
+can send each first-time enroll with a token the server has never seen.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import os
 from pathlib import Path
 
 
-def seed(users: int, tokens: int) -> dict:
+def seed(users: int, tokens: int, fresh: int = 0, fresh_per_user: int = 0) -> dict:
     from django.contrib.auth.hashers import make_password
     from django.db import transaction
+    from rest_framework_simplejwt.tokens import RefreshToken
 
     from accounts.models import User
     from accounts.tokens import tokens_for_user
@@ -32,10 +36,14 @@ def seed(users: int, tokens: int) -> dict:
             batch_size=1000,
         )
         regular = list(User.objects.filter(username__startswith="bench").exclude(pk=admin.pk))
-        minted = [
-            {"id": user.id, "username": user.username, "access": tokens_for_user(user)["access"]}
-            for user in regular[:tokens]
-        ]
+        minted = []
+        for n, user in enumerate(regular[:tokens]):
+            pair = tokens_for_user(user)
+            row = {"id": user.id, "username": user.username, "access": pair["access"]}
+            if n < fresh:
+                refresh = RefreshToken(pair["refresh"])  # access tokens copy its claims
+                row["fresh"] = [str(refresh.access_token) for _ in range(fresh_per_user)]
+            minted.append(row)
         admin_access = tokens_for_user(admin)["access"]
     return {
         "admin": {"id": admin.id, "access": admin_access},
@@ -48,13 +56,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.seed")
     parser.add_argument("--users", type=int, required=True)
     parser.add_argument("--tokens", type=int, required=True)
+    parser.add_argument("--fresh", type=int, default=0)
+    parser.add_argument("--fresh-per-user", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "asgi_app.settings")
     import django
 
     django.setup()
-    args.out.write_text(json.dumps(seed(args.users, args.tokens)))
+    args.out.write_text(json.dumps(seed(args.users, args.tokens, args.fresh, args.fresh_per_user)))
 
 
 if __name__ == "__main__":

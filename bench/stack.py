@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.procs import ROOT, Server
+from bench.procs import ROOT, ReferenceServer, Server
 from devstack.stack import run_manage, start_mongo
 
 
@@ -31,6 +31,8 @@ class Seeded:
 class Stack:
     users: int
     token_users: int
+    fresh_users: int = 0
+    fresh_per_user: int = 0
     keep_temp: bool = False
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-")))
     mongo_uri: str = ""
@@ -65,7 +67,9 @@ class Stack:
         run_manage("migrate", "--noinput", "-v", "0", env=env)
         seed_file = self.tmp / "seed.json"
         seed = [sys.executable, "-m", "bench.seed", "--users", str(self.users)]
-        _run([*seed, "--tokens", str(self.token_users), "--out", str(seed_file)], env)
+        seed += ["--tokens", str(self.token_users), "--out", str(seed_file)]
+        seed += ["--fresh", str(self.fresh_users), "--fresh-per-user", str(self.fresh_per_user)]
+        _run(seed, env)
         data = json.loads(seed_file.read_text())
         self.seeded = Seeded(data["admin"]["access"], data["users"], data["all_ids"])
         self.servers = {
@@ -77,6 +81,15 @@ class Stack:
                 "asgi_app.asgi:application",
                 {**env, "MONGO_DRIVER": "motor"},
                 self.tmp / "api_motor.log",
+            ),
+            # The comparison with bench/reference (bench/compare.py): one worker on the
+            # server core, and two workers on every core.
+            "reference": ReferenceServer(
+                "reference", REFERENCE_APP, env, self.tmp / "reference.log"
+            ),
+            "api_2w": Server("api_2w", API_APP, env, self.tmp / "api_2w.log", workers=2),
+            "reference_2w": ReferenceServer(
+                "reference_2w", REFERENCE_APP, env, self.tmp / "reference_2w.log", workers=2
             ),
         }
         for server in self.servers.values():
@@ -122,6 +135,10 @@ class Stack:
             "JWT_ACCESS_MINUTES": "600",
             "PYTHONPATH": str(ROOT),
         }
+
+
+API_APP = "asgi_app.asgi:application"
+REFERENCE_APP = "bench.reference.app:app"
 
 
 def _run(command: list[str], env: dict[str, str]) -> None:
