@@ -3,6 +3,7 @@
 import asyncio
 import logging
 from functools import partial
+from typing import Any
 
 from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
@@ -15,6 +16,7 @@ from redis.exceptions import RedisError
 from rest_framework.response import Response
 from rest_framework.views import APIView as DRFAPIView
 
+from asgi_app.renderers import ORJSONRenderer, dumps
 from mongo.client import get_db
 from mongo.client import ping as mongo_ping
 from mongo.indexes import enrollment_index_ready
@@ -34,12 +36,28 @@ def validated(serializer_class, request) -> dict:
     return serializer.validated_data
 
 
-def _rendered(response: Response) -> HttpResponse:
+class JsonAnswer(HttpResponse):
+    """A view's JSON answer, rendered at once with the API's renderer (orjson).
+
+    The same bytes and headers DRF's `Response` ends up with, for the hot views (enroll,
+    the course list): building a `Response`, rendering it and copying it into the plain
+    HttpResponse Django gets (`_rendered`) cost about 6% of a first-time enroll's CPU
+    (bench/README.md, the reference comparison). It has no `render()`: Django would run
+    that in a worker thread, and there is nothing left to render.
+    """
+
+    def __init__(self, data: Any, status: int = 200) -> None:
+        super().__init__(dumps(data), status=status, content_type=ORJSONRenderer.media_type)
+
+
+def _rendered(response: HttpResponse) -> HttpResponse:
     """Render a DRF response here, on the event loop (orjson, no I/O).
 
     Django renders any response that has a `render` method in a worker thread; handing it
     a plain, already rendered HttpResponse saves that round trip on every API request.
     """
+    if not isinstance(response, Response):
+        return response  # a JsonAnswer, or a plain Django response
     response.render()
     rendered = HttpResponse(response.content, status=response.status_code)
     for header, value in response.items():

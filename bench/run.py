@@ -231,6 +231,9 @@ class Bench:
 
             async def load(port: int, seconds: float, rung: Rung = rung) -> None:
                 source, limit, consumed = self._source(rung)
+                if rung.key == "enroll_first":  # as the reference comparison sends them
+                    source, limit = self.work.fresh_pairs.source()
+                    consumed = self.work.fresh_pairs.consumed
                 async with Pool("127.0.0.1", port, self.settings.concurrency) as pool:
                     result = await pool.closed_loop(source, duration=seconds, limit=limit)
                 consumed(result.sent)

@@ -95,7 +95,7 @@ class Settings:
             profile_seconds=4.0 if quick else 10.0,
             profiler=os.environ.get("BENCH_PROFILER", "py-spy"),
             compare_pairs=int(os.environ.get("BENCH_PAIRS", "3" if quick else "5")),
-            compare_pairs_2w=2 if quick else 3,
+            compare_pairs_2w=int(os.environ.get("BENCH_PAIRS_2W", "2" if quick else "3")),
             compare_seconds=2.0 if quick else 3.0,
             fresh_users=400 if quick else 1_000,
             compare_only=compare_only,
