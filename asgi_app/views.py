@@ -1,6 +1,7 @@
 """The base API view and the operational endpoints."""
 
 import asyncio
+import functools
 import logging
 from functools import partial
 from typing import Any
@@ -69,6 +70,14 @@ def _rendered(response: HttpResponse) -> HttpResponse:
     return rendered
 
 
+_ACCEPTS_JSON = frozenset({"*/*", "application/json"})
+
+
+@functools.cache
+def _shared_instances(classes: tuple[type, ...]) -> tuple[Any, ...]:
+    return tuple(cls() for cls in classes)
+
+
 class ApiView(AsyncAPIView):
     """adrf's async view without the worker-thread hop for authentication.
 
@@ -103,6 +112,24 @@ class ApiView(AsyncAPIView):
             response = self.handle_exception(exc)
         self.response = self.finalize_response(request, response, *args, **kwargs)
         return _rendered(self.response)
+
+    def get_authenticators(self):
+        # Authenticators keep no per-request state; DRF builds new ones for every request,
+        # and simplejwt's look up the user model each time (3% of an enroll's CPU).
+        return _shared_instances(tuple(self.authentication_classes))
+
+    def perform_content_negotiation(self, request, force=False):
+        # The API renders JSON only. When the client accepts JSON or anything (no
+        # `?format=` override), the answer is settled without parsing the Accept header;
+        # anything else goes through DRF's negotiation (a 406 for `Accept: text/html`).
+        renderers = self.renderer_classes
+        if (
+            len(renderers) == 1
+            and request.META.get("HTTP_ACCEPT", "*/*") in _ACCEPTS_JSON
+            and "format=" not in request.META.get("QUERY_STRING", "")
+        ):
+            return renderers[0](), renderers[0].media_type
+        return super().perform_content_negotiation(request, force)
 
     async def options(self, request, *args, **kwargs):
         # DRF's OPTIONS handler is synchronous and async_dispatch awaits every handler:

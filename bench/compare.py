@@ -123,8 +123,11 @@ def markdown(results: dict[str, Any]) -> list[str]:
     if not summary:
         return []
     titles = {v.key: v.title for v in variants(1, 1)}
+    baseline = results.get("meta", {}).get("baseline")
     lines = [
-        "## API vs the FastAPI reference (bench/reference)",
+        "## API vs the FastAPI reference (bench/reference)"
+        if not baseline
+        else f"## API vs the API at {baseline} (BENCH_BASELINE: 'reference' is that revision)",
         "",
         "Paired rounds, alternating which server goes first; ratio = API CPU per request / "
         "reference CPU per request, per pair. Goal (issue 17): median ≤ 1.00x.",

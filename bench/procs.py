@@ -146,3 +146,20 @@ class ReferenceServer(Server):
         uvicorn += ["--port", str(self.port), "--loop", "uvloop", "--http", "httptools"]
         uvicorn += ["--no-access-log", *self.options]
         return [*self.prefix, *uvicorn]
+
+
+class BaselineServer(Server):
+    """The API as of another checkout (`BENCH_BASELINE`, a git worktree in `source`), in
+    the reference's place: the paired rounds then measure one change, new against old."""
+
+    def __init__(self, name: str, source: Path, env: dict[str, str], log_path: Path) -> None:
+        super().__init__(name, "asgi_app.asgi:application", env, log_path)
+        self.source = source
+
+    def command(self) -> list[str]:
+        run = (
+            f"import runpy, sys; sys.path.insert(0, {str(self.source)!r}); "
+            "runpy.run_module('asgi_app.serve', run_name='__main__')"
+        )
+        serve = [sys.executable, "-c", run, self.app, "--host", self.host]
+        return [*self.prefix, *serve, "--port", str(self.port), *self.options]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.procs import ROOT, ReferenceServer, Server
+from bench.procs import ROOT, BaselineServer, ReferenceServer, Server
 from devstack.stack import run_manage, start_mongo
 
 
@@ -84,9 +84,7 @@ class Stack:
             ),
             # The comparison with bench/reference (bench/compare.py): one worker on the
             # server core, and two workers on every core.
-            "reference": ReferenceServer(
-                "reference", REFERENCE_APP, env, self.tmp / "reference.log"
-            ),
+            "reference": self._reference(env),
             "api_2w": Server("api_2w", API_APP, env, self.tmp / "api_2w.log", workers=2),
             "reference_2w": ReferenceServer(
                 "reference_2w", REFERENCE_APP, env, self.tmp / "reference_2w.log", workers=2
@@ -94,6 +92,18 @@ class Stack:
         }
         for server in self.servers.values():
             server.start()
+
+    def _reference(self, env: dict[str, str]) -> Server:
+        """bench/reference, or with BENCH_BASELINE=<git revision> the API at that revision
+        (checked out in a temporary worktree) to measure one change against."""
+        revision = os.environ.get("BENCH_BASELINE")
+        if not revision:
+            return ReferenceServer("reference", REFERENCE_APP, env, self.tmp / "reference.log")
+        source = self.tmp / "baseline"
+        git = ["git", "-C", str(ROOT), "worktree"]
+        subprocess.run([*git, "add", "--detach", str(source), revision], check=True)
+        self._exit.callback(subprocess.run, [*git, "remove", "--force", str(source)])
+        return BaselineServer("reference", source, env, self.tmp / "baseline.log")
 
     def _start_mongo(self) -> None:
         self.mongo_uri, standin = start_mongo(self._exit, os.environ.get("MONGODB_URI"))
