@@ -142,10 +142,13 @@ class ReferenceServer(Server):
     httptools, no access log, the same worker count and pinning as the API it is paired with."""
 
     def command(self) -> list[str]:
-        uvicorn = [sys.executable, "-m", "uvicorn", self.app, "--host", self.host]
-        uvicorn += ["--port", str(self.port), "--loop", "uvloop", "--http", "httptools"]
-        uvicorn += ["--no-access-log", *self.options]
-        return [*self.prefix, *uvicorn]
+        return [*self.prefix, *reference_command(self.app, self.host, self.port, self.options)]
+
+
+def reference_command(app: str, host: str, port: int, options: list[str]) -> list[str]:
+    """Plain uvicorn with uvloop and httptools, no access log (loadtest/run.py uses it too)."""
+    uvicorn = [sys.executable, "-m", "uvicorn", app, "--host", host, "--port", str(port)]
+    return [*uvicorn, "--loop", "uvloop", "--http", "httptools", "--no-access-log", *options]
 
 
 class BaselineServer(Server):
