@@ -21,15 +21,19 @@ class Meter:
 
     pid: int
     mongo_pid: int | None
+    tree: bool = False  # the process and its children (a multi-worker server)
+
+    def _cpu(self) -> float:
+        return procs.tree_cpu_seconds(self.pid) if self.tree else procs.cpu_seconds(self.pid)
 
     def __post_init__(self) -> None:
         procs.reset_peak_rss(self.pid)
-        self.cpu = procs.cpu_seconds(self.pid)
+        self.cpu = self._cpu()
         self.mongo = procs.cpu_seconds(self.mongo_pid) if self.mongo_pid else None
 
     def stop(self) -> tuple[float, float | None, float]:
         """(server CPU s, stand-in CPU s or None, peak RSS MiB) since the meter started."""
-        cpu = procs.cpu_seconds(self.pid) - self.cpu
+        cpu = self._cpu() - self.cpu
         mongo = None
         if self.mongo_pid and self.mongo is not None:
             mongo = procs.cpu_seconds(self.mongo_pid) - self.mongo
@@ -55,7 +59,7 @@ async def http_window(
     expect: int | None = None,
 ) -> tuple[Window, WindowResult]:
     async with Pool("127.0.0.1", server.port, concurrency) as pool:
-        meter = Meter(server.pid, mongo_pid)
+        meter = Meter(server.pid, mongo_pid, tree=server.workers > 1)
         result = await pool.closed_loop(source, duration=duration, limit=limit)
         cpu, mongo_cpu, rss = meter.stop()
     return _window(rung, round_, result, cpu, mongo_cpu, rss, expect), result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -64,4 +65,5 @@ def collect(stack: Stack, settings: Settings) -> dict[str, Any]:
         "uvicorn": " ".join(procs.uvicorn_command("<app>", 0)[1:]).replace(" --port 0", ""),
         "concurrency": settings.concurrency,
         "loadavg_end": loadavg(),
+        "baseline": os.environ.get("BENCH_BASELINE"),
     }

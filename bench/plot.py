@@ -53,3 +53,33 @@ def render(results: dict[str, Any], path: Path) -> None:
     figure.suptitle(f"Enrollment API benchmark {stamp} ({results['meta']['mongo']})")
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def render_comparison(results: dict[str, Any], path: Path) -> None:
+    """Per workload and variant: every pair's API / reference CPU ratio, and the median."""
+    rows = results.get("comparison") or []
+    summary = results.get("comparison_summary") or []
+    if not summary:
+        return
+    figure, axis = plt.subplots(figsize=(11, 5.5), constrained_layout=True)
+    labels = []
+    for position, s in enumerate(summary):
+        labels.append(f"{s['title']}\n{s['variant']}")
+        ratios = [
+            r["ratio"]
+            for r in rows
+            if r["variant"] == s["variant"] and r["workload"] == s["workload"] and r["ratio"]
+        ]
+        color = "tab:green" if s["ratio"] <= 1.0 else "tab:red"
+        axis.bar(position, s["ratio"], 0.6, color=color, alpha=0.45)
+        axis.scatter([position] * len(ratios), ratios, color="black", s=14, zorder=3)
+        axis.annotate(f"{s['ratio']:.2f}x", (position, s["ratio"]), ha="center", va="bottom")
+    axis.axhline(1.0, color="black", linestyle="--", linewidth=1)
+    axis.set_xticks(range(len(summary)), labels, rotation=20, ha="right")
+    axis.set_ylabel("API CPU per request / reference CPU per request")
+    axis.set_title(
+        "API vs FastAPI reference: median of paired rounds (bar), each pair (dots); "
+        "below 1.0 the API is cheaper"
+    )
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from bench import bigcourse
+from bench import bigcourse, compare
 from bench.rungs import RUNG_BY_KEY, RUNGS
 
 Results = dict[str, Any]
@@ -253,6 +253,7 @@ def markdown(results: Results) -> str:
         f"connections (closed loop). Medians over rounds; CPU is utime+stime of the server "
         f"process only (the stand-in is excluded; its own column is for reference).",
         "",
+        *compare.markdown(results),
         "## Ladder",
         "",
         *ladder_table(results),

@@ -16,7 +16,7 @@ from typing import Any
 import bson
 from pymongo import MongoClient
 
-from bench import bigcourse, meta, plot, procs, report
+from bench import bigcourse, compare, meta, plot, procs, report
 from bench import profile as profiling
 from bench.loadgen import Pool, RequestSource, new_event_loop
 from bench.measure import CeilingRunner, Meter, http_window, open_loop_window
@@ -198,6 +198,45 @@ class Bench:
         log(f"open loop at {rate:.0f} req/s: p99 {window.p99_ms:.1f} ms")
         return {"target_rate": rate, "max_throughput": max_throughput, **window.as_dict()}
 
+    # ---------------------------------------------------------------- reference pairs
+
+    async def compare_window(
+        self, server: str, workload: str, expect: int, round_: int, seconds: float
+    ) -> Window:
+        work = self.work
+        limit, consumed = None, None
+        if workload == "enroll_first":
+            source, limit = work.fresh_pairs.source()
+            consumed = work.fresh_pairs.consumed
+        else:
+            source = {"enroll_repeat": work.enroll_repeat, "course_list": work.course_list}[
+                workload
+            ]()
+        window, result = await http_window(
+            rung=f"{server}:{workload}",
+            round_=round_,
+            server=self.stack.servers[server],
+            mongo_pid=self.stack.mongo_pid,
+            source=source,
+            duration=seconds,
+            concurrency=self.settings.concurrency,
+            limit=limit,
+            expect=expect,
+        )
+        if consumed is not None:
+            consumed(result.sent)
+            if limit is not None and result.sent >= limit:
+                log("fresh-token pairs ran out: raise Settings.fresh_users")
+        return window
+
+    async def comparison(self) -> list[dict[str, Any]]:
+        rows = []
+        settings = self.settings
+        for variant in compare.variants(settings.compare_pairs, settings.compare_pairs_2w):
+            log(f"reference comparison, {variant.title}: {variant.pairs} pairs")
+            rows += await compare.run(variant, self.compare_window, settings.compare_seconds, log)
+        return rows
+
     # ------------------------------------------------------------------------ profile
 
     async def profiles(self) -> list[profiling.Profile]:
@@ -209,6 +248,9 @@ class Bench:
 
             async def load(port: int, seconds: float, rung: Rung = rung) -> None:
                 source, limit, consumed = self._source(rung)
+                if rung.key == "enroll_first":  # as the reference comparison sends them
+                    source, limit = self.work.fresh_pairs.source()
+                    consumed = self.work.fresh_pairs.consumed
                 async with Pool("127.0.0.1", port, self.settings.concurrency) as pool:
                     result = await pool.closed_loop(source, duration=seconds, limit=limit)
                 consumed(result.sent)
@@ -252,7 +294,16 @@ class Bench:
                 enroll_courses=settings.enroll_courses,
                 repeat_courses=settings.repeat_courses,
                 repeat_users=settings.repeat_users,
+                compare_courses=settings.compare_courses,
             )
+        comparison = await self.comparison()
+        if settings.compare_only:
+            profiles = await self.profiles() if settings.profile else []
+            return {
+                "comparison": comparison,
+                "comparison_summary": compare.summarize(comparison),
+                "profiles": [asdict(p) for p in profiles],
+            }
         windows = await self.ladder()
         summaries = summarize(windows)
         bulk = await self.bulk()
@@ -267,6 +318,8 @@ class Bench:
             "open_loop": open_loop,
             "big_course": big_course,
             "profiles": [asdict(p) for p in profiles],
+            "comparison": comparison,
+            "comparison_summary": compare.summarize(comparison),
         }
 
 
@@ -303,12 +356,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", default=None, help="py-spy the enroll and plain rungs"
     )
+    parser.add_argument(
+        "--compare-only",
+        action="store_true",
+        default=None,
+        help="only the API vs reference pairs (BENCH_COMPARE_ONLY=1)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = Settings.from_env(quick=args.quick, profile=args.profile)
+    settings = Settings.from_env(
+        quick=args.quick, profile=args.profile, compare_only=args.compare_only
+    )
     stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(exist_ok=True)
     procs.pin_self(procs.client_cpu())  # the generator's core; children pin themselves
@@ -318,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         users=settings.users,
         token_users=settings.token_users,
         extra_users=settings.big_course_members,
+        fresh_users=settings.fresh_users,
+        fresh_per_user=settings.compare_courses,
     ) as stack:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             measured = runner.run(Bench(stack, settings, stem).run())
@@ -326,11 +389,16 @@ def main(argv: list[str] | None = None) -> int:
     info["stamp"] = stem
     info["loadavg_start"] = load_at_start
     results = {"meta": info, "settings": asdict(settings), **measured}
-    results["targets"] = report.targets(results)
+    if settings.compare_only:
+        lines = [f"# Reference comparison {stem}", "", *compare.markdown(results)]
+        markdown = "\n".join([*lines, *report.profile_lines(results)]) + "\n"
+    else:
+        results["targets"] = report.targets(results)
+        markdown = report.markdown(results)
+        plot.render(results, RESULTS / f"{stem}.png")
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str))
-    markdown = report.markdown(results)
     (RESULTS / f"{stem}.md").write_text(markdown)
-    plot.render(results, RESULTS / f"{stem}.png")
+    plot.render_comparison(results, RESULTS / f"{stem}-reference.png")
     print(markdown)
-    log(f"wrote {RESULTS}/{stem}.{{json,md,png}} in {info['elapsed_s']:.0f}s")
+    log(f"wrote {RESULTS}/{stem}.{{json,md,png}}, {stem}-reference.png in {info['elapsed_s']:.0f}s")
     return 0

@@ -57,13 +57,29 @@ class Settings:
     repeat_courses: int = 4
     repeat_users: int = 500
     big_course_members: int = 1_000_000  # bench.bigcourse; 0 skips that section
+    # The reference comparison (bench/compare.py): paired rounds per variant, window length,
+    # and the fresh-token first-time enrolls it may send (users x courses).
+    compare_pairs: int = 5
+    compare_pairs_2w: int = 3
+    compare_seconds: float = 3.0
+    compare_courses: int = 100
+    fresh_users: int = 1_000
+    compare_only: bool = False  # only the reference comparison (a quick lever check)
 
     @classmethod
-    def from_env(cls, *, quick: bool | None = None, profile: bool | None = None) -> Settings:
+    def from_env(
+        cls,
+        *,
+        quick: bool | None = None,
+        profile: bool | None = None,
+        compare_only: bool | None = None,
+    ) -> Settings:
         if quick is None:
             quick = os.environ.get("BENCH_QUICK", "") not in {"", "0"}
         if profile is None:
             profile = os.environ.get("BENCH_PROFILE", "") not in {"", "0"}
+        if compare_only is None:
+            compare_only = os.environ.get("BENCH_COMPARE_ONLY", "") not in {"", "0"}
         rounds = int(os.environ.get("BENCH_ROUNDS", "2" if quick else "3"))
         return cls(
             quick=quick,
@@ -82,4 +98,9 @@ class Settings:
             big_course_members=int(
                 os.environ.get("BENCH_BIG_COURSE", "100000" if quick else "1000000")
             ),
+            compare_pairs=int(os.environ.get("BENCH_PAIRS", "3" if quick else "5")),
+            compare_pairs_2w=int(os.environ.get("BENCH_PAIRS_2W", "2" if quick else "3")),
+            compare_seconds=2.0 if quick else 3.0,
+            fresh_users=400 if quick else 1_000,
+            compare_only=compare_only,
         )

@@ -5,6 +5,10 @@ the environment the runner prepares). Writes JSON to `--out`:
 `{"admin": {"id", "access"}, "users": [{"id", "username", "access"}, ...], "all_ids": [...],
 "extra_ids": [...]}` where `users` are the first `--tokens` of `--users` regular users and
 `extra_ids` the `--extra-users` members of the big course (bench.bigcourse), in id order.
+With `--fresh N`, the first N of those users also get `"fresh"`: `--fresh-per-user` more
+access tokens each, every one distinct (its own `jti`), with the same claims a login
+returns, so the reference comparison can send each first-time enroll with a token the
+server has never seen.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import os
 from pathlib import Path
 
 
-def seed(users: int, tokens: int, extra: int = 0) -> dict:
+def seed(users: int, tokens: int, extra: int = 0, fresh: int = 0, fresh_per_user: int = 0) -> dict:
     from django.contrib.auth.hashers import make_password
     from django.db import transaction
+    from rest_framework_simplejwt.tokens import RefreshToken
 
     from accounts.models import User
     from accounts.tokens import tokens_for_user
@@ -47,10 +52,14 @@ def seed(users: int, tokens: int, extra: int = 0) -> dict:
             .order_by("id")
             .values_list("id", flat=True)
         )
-        minted = [
-            {"id": user.id, "username": user.username, "access": tokens_for_user(user)["access"]}
-            for user in regular[:tokens]
-        ]
+        minted = []
+        for n, user in enumerate(regular[:tokens]):
+            pair = tokens_for_user(user)
+            row = {"id": user.id, "username": user.username, "access": pair["access"]}
+            if n < fresh:
+                refresh = RefreshToken(pair["refresh"])  # access tokens copy its claims
+                row["fresh"] = [str(refresh.access_token) for _ in range(fresh_per_user)]
+            minted.append(row)
         admin_access = tokens_for_user(admin)["access"]
     return {
         "admin": {"id": admin.id, "access": admin_access},
@@ -65,13 +74,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, required=True)
     parser.add_argument("--tokens", type=int, required=True)
     parser.add_argument("--extra-users", type=int, default=0)
+    parser.add_argument("--fresh", type=int, default=0)
+    parser.add_argument("--fresh-per-user", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "asgi_app.settings")
     import django
 
     django.setup()
-    args.out.write_text(json.dumps(seed(args.users, args.tokens, args.extra_users)))
+    args.out.write_text(
+        json.dumps(seed(args.users, args.tokens, args.extra_users, args.fresh, args.fresh_per_user))
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.procs import ROOT, Server
+from bench.procs import ROOT, BaselineServer, ReferenceServer, Server
 from devstack.stack import run_manage, start_mongo
 
 
@@ -33,6 +33,8 @@ class Stack:
     users: int
     token_users: int
     extra_users: int = 0
+    fresh_users: int = 0
+    fresh_per_user: int = 0
     keep_temp: bool = False
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-")))
     mongo_uri: str = ""
@@ -68,7 +70,9 @@ class Stack:
         seed_file = self.tmp / "seed.json"
         seed = [sys.executable, "-m", "bench.seed", "--users", str(self.users)]
         seed += ["--extra-users", str(self.extra_users)]
-        _run([*seed, "--tokens", str(self.token_users), "--out", str(seed_file)], env)
+        seed += ["--tokens", str(self.token_users), "--out", str(seed_file)]
+        seed += ["--fresh", str(self.fresh_users), "--fresh-per-user", str(self.fresh_per_user)]
+        _run(seed, env)
         data = json.loads(seed_file.read_text())
         self.seeded = Seeded(
             data["admin"]["access"], data["users"], data["all_ids"], data["extra_ids"]
@@ -83,9 +87,28 @@ class Stack:
                 {**env, "MONGO_DRIVER": "motor"},
                 self.tmp / "api_motor.log",
             ),
+            # The comparison with bench/reference (bench/compare.py): one worker on the
+            # server core, and two workers on every core.
+            "reference": self._reference(env),
+            "api_2w": Server("api_2w", API_APP, env, self.tmp / "api_2w.log", workers=2),
+            "reference_2w": ReferenceServer(
+                "reference_2w", REFERENCE_APP, env, self.tmp / "reference_2w.log", workers=2
+            ),
         }
         for server in self.servers.values():
             server.start()
+
+    def _reference(self, env: dict[str, str]) -> Server:
+        """bench/reference, or with BENCH_BASELINE=<git revision> the API at that revision
+        (checked out in a temporary worktree) to measure one change against."""
+        revision = os.environ.get("BENCH_BASELINE")
+        if not revision:
+            return ReferenceServer("reference", REFERENCE_APP, env, self.tmp / "reference.log")
+        source = self.tmp / "baseline"
+        git = ["git", "-C", str(ROOT), "worktree"]
+        subprocess.run([*git, "add", "--detach", str(source), revision], check=True)
+        self._exit.callback(subprocess.run, [*git, "remove", "--force", str(source)])
+        return BaselineServer("reference", source, env, self.tmp / "baseline.log")
 
     def _start_mongo(self) -> None:
         self.mongo_uri, standin = start_mongo(self._exit, os.environ.get("MONGODB_URI"))
@@ -127,6 +150,10 @@ class Stack:
             "JWT_ACCESS_MINUTES": "600",
             "PYTHONPATH": str(ROOT),
         }
+
+
+API_APP = "asgi_app.asgi:application"
+REFERENCE_APP = "bench.reference.app:app"
 
 
 def _run(command: list[str], env: dict[str, str]) -> None:

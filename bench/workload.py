@@ -57,11 +57,13 @@ class PairStream:
     """Fresh (course, user) pairs for first-time enrolls, shared by every enroll window.
 
     Pair n is course n % C and user n // C, so the courses fill evenly and no pair repeats
-    across windows, rounds, drivers or the open-loop run.
+    across windows, rounds, drivers or the open-loop run. With `fresh`, pair n also carries
+    its own access token (the user's `fresh[n % C]`), never sent before.
     """
 
     courses: list[str]
     users: list[dict[str, Any]]
+    fresh: bool = False
     next_pair: int = 0
     _cache: dict[int, bytes] = field(default_factory=dict)
 
@@ -77,7 +79,8 @@ class PairStream:
             pair = base + number
             course = self.courses[pair % len(self.courses)]
             user = self.users[pair // len(self.courses)]
-            return enroll_request(course, user["access"])
+            token = user["fresh"][pair % len(self.courses)] if self.fresh else user["access"]
+            return enroll_request(course, token)
 
         return make, self.capacity - base
 
@@ -102,6 +105,7 @@ class Workload:
     list_courses: list[str]
     enroll_pairs: PairStream
     repeat_requests: list[bytes]
+    fresh_pairs: PairStream  # the reference comparison's first-time enrolls
 
     def user_token(self, index: int = 0) -> str:
         return self.seeded.users[index % len(self.seeded.users)]["access"]
@@ -134,11 +138,15 @@ async def build(
     enroll_courses: int,
     repeat_courses: int,
     repeat_users: int,
+    compare_courses: int,
 ) -> Workload:
     api = Api(pool, seeded.admin_token)
     listed = await api.create_courses("Catalogue course", list_courses)
     targets = await api.create_courses("Enroll target", enroll_courses)
     repeats = await api.create_courses("Repeat target", repeat_courses)
+    compared = await api.create_courses("Compare target", compare_courses)
+    fresh_users = [user for user in seeded.users if "fresh" in user]
+    assert all(len(user["fresh"]) >= compare_courses for user in fresh_users)
     users = seeded.users[:repeat_users]
     for course in repeats:  # everyone already enrolled: every request is a repeat
         report = await api.assign_multiple(course, [u["id"] for u in users])
@@ -151,4 +159,5 @@ async def build(
         list_courses=listed,
         enroll_pairs=PairStream(targets, seeded.users),
         repeat_requests=repeat_requests,
+        fresh_pairs=PairStream(compared, fresh_users, fresh=True),
     )

@@ -206,7 +206,8 @@ async def _run_once(handler, view, request, key: str, args, kwargs) -> Response:
             response = view.handle_exception(exc)  # re-raises what becomes a 500
         # Render now, to store the exact bytes; the dispatcher does not render twice.
         response = view.finalize_response(request, response, *args, **kwargs)
-        response.render()
+        if hasattr(response, "render"):  # a DRF Response; a JsonAnswer is rendered already
+            response.render()
     except BaseException:
         try:
             await idempotency_release(claim=outcome)

@@ -25,6 +25,8 @@ Environment (set by ``loadtest/run.py``):
     LOADTEST_LEDGER           where to write, at the end, every (course, user) enrollment
                               the API confirmed, for the runner's cross-check with MongoDB
     LOADTEST_WAIT_MIN / LOADTEST_WAIT_MAX   think time of spike users, seconds (0.1 / 0.5)
+    LOADTEST_AUTH_HOST        where users register and log in, when the host under test
+                              has no accounts (the bench/reference comparison)
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ ADMIN_USERNAME = os.environ.get("LOADTEST_ADMIN_USERNAME", "admin")
 ADMIN_PASSWORD = os.environ.get("LOADTEST_ADMIN_PASSWORD", "")
 COHORT_FILE = os.environ.get("LOADTEST_COHORT_FILE", "")
 LEDGER = os.environ.get("LOADTEST_LEDGER", "")
+AUTH_HOST = os.environ.get("LOADTEST_AUTH_HOST", "")  # "" = the host under test
 COHORT_SIZE = 500
 UNKNOWN_IDS_PER_COHORT = 2
 RETRY_STATUSES = {0, 502, 503, 504}  # 0: connection error (FastHttpUser)
@@ -172,7 +175,7 @@ class ApiUser(FastHttpUser):
         username = f"lt{RUN_TAG}u{n}_{uuid.uuid4().hex[:6]}"
         body = self.call(
             "POST",
-            "/api/auth/register/",
+            AUTH_HOST + "/api/auth/register/",
             "POST /api/auth/register/",
             {201},
             json={"username": username, "email": f"{username}@example.com", "password": PASSWORD},
@@ -181,7 +184,7 @@ class ApiUser(FastHttpUser):
             # A retried register may have succeeded the first time: log in instead.
             body = self.call(
                 "POST",
-                "/api/auth/login/",
+                AUTH_HOST + "/api/auth/login/",
                 "POST /api/auth/login/",
                 {200},
                 json={"username": username, "password": PASSWORD},
@@ -189,7 +192,9 @@ class ApiUser(FastHttpUser):
             if body is None:
                 raise StopUser
             self.token = body["access"]
-            me = self.call("GET", "/api/auth/me/", "GET /api/auth/me/", {200}, headers=self.auth())
+            me = self.call(
+                "GET", AUTH_HOST + "/api/auth/me/", "GET /api/auth/me/", {200}, headers=self.auth()
+            )
             if me is None:
                 raise StopUser
             self.user_id = me["id"]

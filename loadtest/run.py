@@ -28,6 +28,9 @@ Environment (all optional):
     LOADTEST_CATALOGUE=40          extra courses besides the hot one
     LOADTEST_RESULTS=loadtest/results   LOADTEST_LABEL=   (suffix of the result names)
     MONGODB_URI                    use a real MongoDB instead of the stand-in
+    LOADTEST_TARGET=api            api, or reference: the spike against bench/reference
+                                   (FastAPI), same workers and settings; users still
+                                   register and log in on the API (LOADTEST_AUTH_HOST)
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from pymongo import MongoClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procs import reference_command  # noqa: E402
 from devstack.stack import UvicornProcess, run_manage, start_mongo  # noqa: E402
 
 SCENARIOS = {
@@ -65,6 +69,10 @@ SCENARIOS = {
 }
 MD5 = "django.contrib.auth.hashers.MD5PasswordHasher"
 ADMIN_USERNAME = "loadtest-admin"
+TARGETS = {
+    "api": "the API (asgi_app)",
+    "reference": "bench/reference (FastAPI + PyMongo + PyJWT); registrations on the API",
+}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 CREATE_COHORT = """
@@ -97,9 +105,14 @@ class Config:
     results: Path = Path(os.environ.get("LOADTEST_RESULTS", str(ROOT / "loadtest" / "results")))
     label: str = os.environ.get("LOADTEST_LABEL", "")
     mongodb_uri: str = os.environ.get("MONGODB_URI", "")
+    target: str = os.environ.get("LOADTEST_TARGET", "api")
     user_classes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.target not in ("api", "reference"):
+            raise SystemExit(f"unknown LOADTEST_TARGET {self.target!r}; api or reference")
+        if self.target == "reference" and self.scenario != "spike":
+            raise SystemExit("LOADTEST_TARGET=reference runs the spike scenario only")
         for name in self.scenario.split(","):
             if name.strip() not in SCENARIOS:
                 raise SystemExit(f"unknown LOADTEST_SCENARIO {name!r}; one of {list(SCENARIOS)}")
@@ -187,6 +200,13 @@ def create_courses(base: str, password: str, count: int) -> tuple[str, list[str]
         cohort_courses = [course(f"Onboarding cohort {c}") for c in "ABC"]
         hot = course("Mandatory: Security Awareness (hot course)")
     return hot, [hot, *cohort_courses, *catalogue[:2]]
+
+
+class ReferenceProcess(UvicornProcess):
+    """bench/reference (FastAPI) under plain uvicorn, with the API's workers and env."""
+
+    def command(self) -> list[str]:
+        return reference_command(self.app, self.host, self.port, self.options)
 
 
 # --------------------------------------------------------------------------- verification
@@ -371,6 +391,7 @@ def summary_markdown(
         "",
         f"- scenario `{cfg.scenario}` ({', '.join(cfg.user_classes)}), {cfg.users} users, "
         f"spawn rate {cfg.rate:g}/s, duration {cfg.duration}",
+        f"- target: {TARGETS[cfg.target]}",
         f"- server: uvicorn, {cfg.workers} worker(s), DEBUG=0, THROTTLE_DISABLED=1, "
         f"password hasher: {'MD5 (load test only)' if cfg.hashers == 'md5' else 'PBKDF2'}",
         f"- MongoDB: {'real server (MONGODB_URI)' if cfg.mongodb_uri else 'the stand-in'}; "
@@ -405,7 +426,8 @@ def summary_markdown(
         lines += [
             f"- wall time {wall:.1f} s; machine busy {cpu['machine_busy_s']:.1f} CPU-s "
             f"of {cpu['machine_total_s']:.1f} ({busy_pct:.0f}%)",
-            f"- uvicorn (all workers) {cpu['server_s']:.1f} CPU-s, "
+            f"- uvicorn under test (all workers) {cpu['server_s']:.1f} CPU-s, "
+            f"the API serving registrations for it {cpu.get('auth_server_s', 0):.1f} CPU-s, "
             f"MongoDB stand-in {cpu['mongo_s']:.1f} CPU-s, locust {cpu['locust_s']:.1f} CPU-s, "
             f"everything else on the machine {cpu['other_s']:.1f} CPU-s",
             f"- per request: server {cpu['server_ms_per_req']:.2f} ms CPU, "
@@ -484,6 +506,20 @@ def main() -> int:
         server.start(ready_path="/readyz", timeout=60)
         hot, assign_courses = create_courses(base, admin_password, cfg.catalogue)
         print(f"loadtest: server {base} ({cfg.workers} workers), hot course {hot}", flush=True)
+        auth_server, target = None, server
+        if cfg.target == "reference":
+            auth_server, target = (
+                server,
+                ReferenceProcess(
+                    "bench.reference.app:app",
+                    env,
+                    options=["--workers", str(cfg.workers), "--log-level", "warning"],
+                    log_path=tmp / "reference.log",
+                ),
+            )
+            stack.callback(target.stop, timeout=20)
+            target.start(ready_path="/api/courses/", timeout=60)  # 401 once it is up
+            print(f"loadtest: target bench/reference at {target.url}", flush=True)
 
         ledger_path = tmp / "ledger.json"
         locust_env = {
@@ -494,6 +530,7 @@ def main() -> int:
             "LOADTEST_ADMIN_PASSWORD": admin_password,
             "LOADTEST_COHORT_FILE": str(cohort_file),
             "LOADTEST_LEDGER": str(ledger_path),
+            "LOADTEST_AUTH_HOST": base if auth_server is not None else "",
         }
         for key in ("SECRET_KEY", "DJANGO_SUPERUSER_PASSWORD"):
             locust_env.pop(key)
@@ -513,7 +550,7 @@ def main() -> int:
             "--csv",
             str(prefix),
             "--host",
-            base,
+            target.url,
             "--only-summary",
             "--loglevel",
             "WARNING",
@@ -521,17 +558,21 @@ def main() -> int:
         ]
         print("loadtest: " + " ".join(command[1:]), flush=True)
         busy0, total0 = machine_busy_seconds()
-        server0, mongo0 = tree_cpu(server.pid), tree_cpu(standin.pid if standin else None)
+        server0, mongo0 = tree_cpu(target.pid), tree_cpu(standin.pid if standin else None)
+        auth0 = tree_cpu(auth_server.pid) if auth_server else 0.0
         children0 = children_cpu()
         started = time.monotonic()
         locust = subprocess.Popen(command, cwd=ROOT, env=locust_env)  # noqa: S603
         locust_rc = locust.wait()
         wall = time.monotonic() - started
         locust_cpu = children_cpu() - children0  # locust is the only child reaped meanwhile
-        server_cpu = tree_cpu(server.pid) - server0
+        server_cpu = tree_cpu(target.pid) - server0
+        auth_cpu = tree_cpu(auth_server.pid) - auth0 if auth_server else 0.0
         mongo_cpu = tree_cpu(standin.pid if standin else None) - mongo0
         busy1, total1 = machine_busy_seconds()
         facts["locust_exit_status"] = locust_rc
+        facts["target"] = cfg.target
+        target.stop(timeout=20)
         server.stop(timeout=20)
 
         stats = read_stats(prefix)
@@ -545,7 +586,8 @@ def main() -> int:
             "server_s": server_cpu,
             "mongo_s": mongo_cpu,
             "locust_s": locust_cpu,
-            "other_s": max(busy - server_cpu - mongo_cpu - locust_cpu, 0.0),
+            "auth_server_s": auth_cpu,
+            "other_s": max(busy - server_cpu - auth_cpu - mongo_cpu - locust_cpu, 0.0),
             "server_ms_per_req": 1000 * server_cpu / max(requests, 1),
             "mongo_ms_per_req": 1000 * mongo_cpu / max(requests, 1),
         }
@@ -561,9 +603,11 @@ def main() -> int:
         )
         checks += invariant_checks
         facts.update(mongo_facts)
+        logs = [tmp / "server.log", *([tmp / "reference.log"] if auth_server else [])]
         server_errors = [
             line
-            for line in (tmp / "server.log").read_text(errors="replace").splitlines()
+            for log in logs
+            for line in log.read_text(errors="replace").splitlines()
             if '"level":"ERROR"' in line or "Traceback" in line
         ]
         checks.append(
