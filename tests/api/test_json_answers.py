@@ -14,7 +14,7 @@ async def test_enroll_and_list_answer_json_with_drf_headers(api, regular, create
     assert (first.status_code, repeat.status_code, listed.status_code) == (201, 200, 200)
     assert first.json() == repeat.json()
     assert listed.json()["results"][0]["id"] == course["id"]
-    for response, allow in ((first, "POST, OPTIONS"), (listed, "GET, POST, HEAD, OPTIONS")):
+    for response, allow in ((first, "POST, DELETE, OPTIONS"), (listed, "GET, POST, HEAD, OPTIONS")):
         assert response.headers["Content-Type"] == "application/json"
         assert response.headers["Allow"] == allow
         assert response.headers["X-Content-Type-Options"] == "nosniff"
