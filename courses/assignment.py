@@ -447,8 +447,10 @@ async def _write(
     demoted = set() if seating is None else seating.demoted
     waiting = {e.user_id for e in split.waitlisted if e.user_id in written} | demoted
     capacity = None if seating is None else seating.seats.capacity
-    if waiting and capacity is not None and enrollers < capacity:
-        # A seat freed before our waitlisted users were visible to its promotion.
+    queued = waiting or any(x.status == WAITLISTED for x in existing.values())
+    if queued and capacity is not None and enrollers < capacity:
+        # A seat freed before these waitlisted users were visible to its promotion (or an
+        # earlier attempt that died left them waiting).
         await services.promote_waitlisted(course_id, seats=capacity - enrollers)
     return _Outcome(set(admitted) - demoted, waiting, enrollers, lost)
 
@@ -461,7 +463,7 @@ async def _revive(course_id: str, op: int, revivals: list[repository.Revival]) -
     # Some re-enrolled concurrently on their own: theirs stand.
     found = await repository.enrollment_existing_among(course_id, ids)
     ours = {r.user_id for r in revivals if r.op is not None}
-    return {u for u, x in now.items() if (x.op == op if u in ours else x.status == WAITLISTED)}
+    return {u for u, x in found.items() if (x.op == op if u in ours else x.status == WAITLISTED)}
 
 
 def _by_due_at(entries: list[_Entry], user_ids: set[int]) -> dict[datetime, list[int]]:
