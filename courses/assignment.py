@@ -240,7 +240,12 @@ async def assignment_bulk_create(
     with_identifiers: bool = True,
 ) -> AssignmentReport:
     """Assign many users; the MongoDB writes are one bulk insert, one course update, at
-    most one bulk deadline update and the stored report (two writes), whatever the size.
+    most one bulk deadline update and the stored report (two writes), whatever the size
+    (+ one bulk update bringing withdrawn users back, and, when the seat guard finds
+    seats taken meanwhile, a bounded number of rounds of one bulk update each).
+
+    A capped course seats the first requested up to its free seats and waitlists the
+    rest in request order, unless `override_capacity` (`_seat`, services.BulkSeating).
 
     `items` name users by id, username or email, each with its own deadline (the body's
     `due_at` is the one stored with the report). Users who win a race against this request

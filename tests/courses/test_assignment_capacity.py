@@ -273,3 +273,29 @@ async def test_a_withdrawn_user_assigned_into_a_full_course_waits(
     enrollment = await _enrollment(api, admin, course["id"], regular[0].id)
     assert (enrollment["status"], enrollment["waitlist_position"]) == ("waitlisted", 1)
     assert await invariants(course["id"]) == 1
+
+
+async def test_a_withdrawn_user_who_reenrolls_meanwhile_keeps_their_own_enrollment(
+    api, admin, regular, create_course, invariants, monkeypatch
+):
+    course = await create_course(capacity=5)
+    assert (await api.post(_enroll(course["id"]), headers=regular[1])).status_code == 201
+    assert (await api.delete(_enroll(course["id"]), headers=regular[1])).status_code == 200
+    real_revive = repository.enrollment_revive
+
+    async def reenroll_first(course_id, revivals):
+        assert (await api.post(_enroll(course["id"]), headers=regular[1])).status_code == 200
+        return await real_revive(course_id, revivals)
+
+    monkeypatch.setattr(repository, "enrollment_revive", reenroll_first)
+    report = (
+        await api.post(
+            _multiple(course["id"]), json={"user_ids": [regular[0].id]}, headers=admin[1]
+        )
+    ).json()
+    monkeypatch.undo()
+    assert report["results"] == [{"user_id": regular[0].id, "status": "already_enrolled"}]
+    assert report["enrollers"] == 1
+    enrollment = await _enrollment(api, admin, course["id"], regular[0].id)
+    assert (enrollment["status"], enrollment["source"]) == ("active", "self")
+    assert await invariants(course["id"]) == 1
