@@ -11,7 +11,11 @@ from accounts.models import username_key
 from common.errors import InvalidInput, NotFound
 from courses import assignment_repository, membership, repository, services
 from courses.documents import (
+    ACTIVE,
+    WAITLISTED,
+    WITHDRAWN,
     Admission,
+    CourseState,
     EnrolledUser,
     Enrollment,
     ExistingEnrollment,
@@ -29,8 +33,6 @@ NOT_FOUND = "not_found"
 INACTIVE = "inactive"
 ASSIGNMENT_NOT_FOUND = "Assignment not found."
 
-
-WAITLISTED = "waitlisted"
 STATUSES = (ENROLLED, ALREADY_ENROLLED, WAITLISTED, NOT_FOUND, INACTIVE)
 
 # How users are named; a JSON body uses one kind, a CSV may mix columns (one per row).
@@ -175,17 +177,55 @@ def _distinct(items: list[Requested], resolved: _Resolved) -> list[_Entry]:
     return entries
 
 
-def _seat(
-    candidates: list[_Entry], *, override_capacity: bool
-) -> tuple[list[_Entry], list[_Entry]]:
-    """(admitted, waitlisted) among the users this assignment would enroll, in request
-    order.
+@dataclass
+class _Split:
+    """Who this assignment seats and who waits, in request order (docs/api.md, "Capacity")."""
 
-    SEAM(lifecycle, issue 13): capacity is not enforced yet, so everyone is admitted. The
-    lifecycle's seat guard plugs in here: beyond the course's seats_left the rest are
-    waitlisted (status WAITLISTED, counted in the summary) unless `override_capacity`.
+    admitted: list[_Entry]
+    waitlisted: list[_Entry]
+    seats: repository.Seats | None  # the counting write's seat guard; None: overridden
+    settle_leaves: list[tuple[int, int]]  # (user id, op) of withdrawals still uncounted
+    adoptable: int  # members of earlier attempts this one counts in
+
+
+def _seat(
+    candidates: list[_Entry],
+    state: CourseState,
+    existing: dict[int, ExistingEnrollment],
+    *,
+    override_capacity: bool,
+) -> _Split:
+    """Admit at most the free seats, first requested first; the rest are waitlisted.
+
+    Free seats are the course's as read, less the members of earlier attempts this one
+    will adopt (their bulk operation is unapplied: they take seats when counted), plus the
+    withdrawals among the candidates that were never counted out (settled first). A dry
+    run and the assignment make the same split from the same state.
     """
-    return candidates, []
+    ledger = state.applied
+    leaves = [
+        (e.user_id, existing[e.user_id].op)
+        for e in candidates
+        if e.user_id in existing
+        and existing[e.user_id].op is not None
+        and not services.op_settled(existing[e.user_id].op, ledger)
+    ]
+    adoptable = sum(
+        1
+        for x in existing.values()
+        if x.status == ACTIVE
+        and x.op is not None
+        and membership.is_bulk(x.op)
+        and (membership.retired(x.op) in ledger or not services.op_settled(x.op, ledger))
+    )
+    capacity = state.admission.capacity
+    if override_capacity:
+        return _Split(candidates, [], None, leaves, adoptable)
+    if capacity is None:
+        return _Split(candidates, [], repository.Seats(None), leaves, adoptable)
+    free = max(0, capacity - state.enrollers - adoptable + len(leaves))
+    seats = repository.Seats(capacity)
+    return _Split(candidates[:free], candidates[free:], seats, leaves, adoptable)
 
 
 async def assignment_bulk_create(
@@ -200,7 +240,12 @@ async def assignment_bulk_create(
     with_identifiers: bool = True,
 ) -> AssignmentReport:
     """Assign many users; the MongoDB writes are one bulk insert, one course update, at
-    most one bulk deadline update and the stored report (two writes), whatever the size.
+    most one bulk deadline update and the stored report (two writes), whatever the size
+    (+ one bulk update bringing withdrawn users back, and, when the seat guard finds
+    seats taken meanwhile, a bounded number of rounds of one bulk update each).
+
+    A capped course seats the first requested up to its free seats and waitlists the
+    rest in request order, unless `override_capacity` (`_seat`, services.BulkSeating).
 
     `items` name users by id, username or email, each with its own deadline (the body's
     `due_at` is the one stored with the report). Users who win a race against this request
@@ -224,19 +269,18 @@ async def assignment_bulk_create(
         for start in range(0, len(distinct), READ_CHUNK):
             tasks.append(_resolve_chunk(course_id, kind, distinct[start : start + READ_CHUNK]))
     keyed = assignment_id is not None and not dry_run
-    admission, chunks, current, previous = await asyncio.gather(
+    state, chunks, previous = await asyncio.gather(
         # Fresh, not the known-course memory: this request may write thousands of
         # enrollments, and the query runs beside the others at no extra latency.
-        repository.course_admission(course_id, fresh=True),
+        repository.course_state(course_id),
         asyncio.gather(*tasks),
-        repository.course_enrollers(course_id) if dry_run else _none(),
         assignment_repository.assignment_get(assignment_id) if keyed else _none(),
     )
     if previous is not None:
         # A first attempt under this Idempotency-Key did everything, stored its report and
         # died before its answer was kept: that report is the answer.
         return _report_of(previous)
-    _check_admits(admission)
+    _check_admits(None if state is None else state.admission)
     resolved = _Resolved()
     for chunk in chunks:
         resolved.keys.update(chunk.keys)
@@ -244,12 +288,16 @@ async def assignment_bulk_create(
         resolved.existing.update(chunk.existing)
     users, existing = resolved.users, resolved.existing
     entries = _distinct(items, resolved)
+    # New users, and withdrawn ones: an assignment brings a withdrawn enrollment back, as
+    # the single assign does.
     candidates = [
         e
         for e in entries
-        if e.user_id is not None and users[e.user_id][1] and e.user_id not in existing
+        if e.user_id is not None
+        and users[e.user_id][1]
+        and (e.user_id not in existing or existing[e.user_id].status == WITHDRAWN)
     ]
-    admitted, waitlisted = _seat(candidates, override_capacity=override_capacity)
+    split = _seat(candidates, state, existing, override_capacity=override_capacity)
     moving = {
         e.user_id
         for e in entries
@@ -260,17 +308,17 @@ async def assignment_bulk_create(
         and existing[e.user_id].due_at != e.requested.due_at
     }
     if dry_run:
-        inserted_ids = {e.user_id for e in admitted}
-        enrollers = (current or 0) + len(inserted_ids)
+        seated = {e.user_id for e in split.admitted}
+        waiting = {e.user_id for e in split.waitlisted}
+        enrollers = state.enrollers - len(split.settle_leaves) + split.adoptable + len(seated)
     else:
-        inserted_ids, enrollers, lost = await _write(course_id, admitted, users, existing, admin_id)
-        moving |= {e.user_id for e in admitted if e.user_id in lost and e.requested.due_at}
+        outcome = await _write(course_id, split, users, existing, admin_id)
+        seated, waiting, enrollers = outcome.seated, outcome.waiting, outcome.enrollers
+        lost = outcome.lost
+        moving |= {e.user_id for e in candidates if e.user_id in lost and e.requested.due_at}
         await repository.enrollment_set_due_at(course_id, _by_due_at(entries, moving))
-    # SEAM(lifecycle, issue 13): the waitlisted users' enrollments are written by the
-    # lifecycle's waitlist (with their positions); the report already names them.
-    waiting = {e.user_id for e in waitlisted}
     results = [
-        _result(e, users, inserted_ids, waiting, moving, with_identifiers=with_identifiers)
+        _result(e, users, seated, waiting, moving, with_identifiers=with_identifiers)
         for e in entries
     ]
     report = AssignmentReport(
@@ -308,48 +356,119 @@ async def _none() -> None:
     return None
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    seated: set[int]  # enrolled by this assignment
+    waiting: set[int]  # waitlisted by it
+    enrollers: int
+    lost: set[int]  # new users a concurrent enrollment of theirs beat
+
+
 async def _write(
     course_id: str,
-    admitted: list[_Entry],
+    split: _Split,
     users: dict[int, tuple[str, bool]],
     existing: dict[int, ExistingEnrollment],
     admin_id: int,
-) -> tuple[set[int], int, set[int]]:
-    """Insert and count the admitted users: (inserted ids, enrollers, ids that lost a race)."""
-    op = membership.new_op(bulk=True)
-    enrolled_at = repository.now()
-    to_insert = [
-        Enrollment(
-            id=repository.new_id(),
-            user_id=e.user_id,
-            username=users[e.user_id][0],
-            course_id=course_id,
-            status="active",
-            enrolled_at=enrolled_at,
-            source="admin",
-            assigned_by=admin_id,
-            op=op,
-            due_at=e.requested.due_at,
+) -> _Outcome:
+    """Insert the new users and bring the withdrawn ones back (active under this
+    assignment's operation, or waitlisted), then count the active ones in with the seat
+    guard: one bulk insert, one bulk update when some come back, one course update."""
+    if split.settle_leaves:
+        await asyncio.gather(
+            *(services.leave_settle(course_id, op, uid) for uid, op in split.settle_leaves)
         )
-        for e in admitted
+    op = membership.new_op(bulk=True)
+    everyone = split.admitted + split.waitlisted  # request order: the seated come first
+    keys: dict[int, int] = {}
+    if split.waitlisted:
+        # FIFO keys in request order, after everyone already waiting; the seated get theirs
+        # too, for when the seat guard gives their seats back (services.BulkSeating).
+        fresh = membership.new_ops(len(everyone), bulk=False)
+        keys = {e.user_id: key for e, key in zip(everyone, fresh, strict=True)}
+    seated_ids = {e.user_id for e in split.admitted}
+    enrolled_at = repository.now()
+    to_insert = []
+    revivals = []
+    for e in everyone:
+        uid, seated = e.user_id, e.user_id in seated_ids
+        if uid in existing:
+            changes: dict[str, Any] = {
+                "source": "admin",
+                "assigned_by": admin_id,
+                "username": users[uid][0],
+            }
+            if e.requested.due_at is not None:
+                changes["due_at"] = e.requested.due_at
+            revivals.append(
+                repository.Revival(
+                    user_id=uid,
+                    seen_op=existing[uid].op,
+                    op=op if seated else None,
+                    waitlist_key=None if seated else keys[uid],
+                    changes=changes,
+                )
+            )
+            continue
+        to_insert.append(
+            Enrollment(
+                id=repository.new_id(),
+                user_id=uid,
+                username=users[uid][0],
+                course_id=course_id,
+                status=ACTIVE if seated else WAITLISTED,
+                enrolled_at=enrolled_at,
+                source="admin",
+                assigned_by=admin_id,
+                op=op if seated else None,
+                due_at=e.requested.due_at,
+                waitlist_key=None if seated else keys[uid],
+            )
+        )
+    lost, revived = await asyncio.gather(
+        repository.enrollment_insert_many(to_insert), _revive(course_id, op, revivals)
+    )
+    written = {e.user_id for e in to_insert if e.user_id not in lost} | revived
+    admitted = [e.user_id for e in split.admitted if e.user_id in written]
+    # Counted in the order of `_id` within the operation: the revived (older) first.
+    inserted = [EnrolledUser(u, users[u][0]) for u in admitted if u in revived] + [
+        EnrolledUser(u, users[u][0]) for u in admitted if u not in revived
     ]
-    lost_races = await repository.enrollment_insert_many(to_insert)
-    inserted = [
-        EnrolledUser(e.user_id, e.username) for e in to_insert if e.user_id not in lost_races
-    ]
+    seating = None
+    if split.seats is not None:
+        seating = services.BulkSeating(split.seats, list(admitted), keys)
     found_ops = {x.op for x in existing.values() if x.op is not None}
     try:
-        enrollers = await services.membership_apply_bulk(course_id, op, inserted, found_ops)
+        enrollers = await services.membership_apply_bulk(
+            course_id, op, inserted, found_ops, seating
+        )
     except NotFound:
         # The course vanished between the existence check and the course update (it is
         # the write that proves the course is there): take back what this call inserted,
         # so nothing stays written for a course that does not exist. A crash right here
         # leaves them behind: `reconcile_enrollments --orphans` finds them.
-        await repository.enrollment_delete_many(
-            [e.id for e in to_insert if e.user_id not in lost_races]
-        )
+        await repository.enrollment_delete_many([e.id for e in to_insert if e.user_id not in lost])
         raise
-    return {u.user_id for u in inserted}, enrollers, lost_races
+    demoted = set() if seating is None else seating.demoted
+    waiting = {e.user_id for e in split.waitlisted if e.user_id in written} | demoted
+    capacity = None if seating is None else seating.seats.capacity
+    queued = waiting or any(x.status == WAITLISTED for x in existing.values())
+    if queued and capacity is not None and enrollers < capacity:
+        # A seat freed before these waitlisted users were visible to its promotion (or an
+        # earlier attempt that died left them waiting).
+        await services.promote_waitlisted(course_id, seats=capacity - enrollers)
+    return _Outcome(set(admitted) - demoted, waiting, enrollers, lost)
+
+
+async def _revive(course_id: str, op: int, revivals: list[repository.Revival]) -> set[int]:
+    """Bring the withdrawn enrollments back; the user ids this call brought back."""
+    ids = [r.user_id for r in revivals]
+    if await repository.enrollment_revive(course_id, revivals) == len(revivals):
+        return set(ids)
+    # Some re-enrolled concurrently on their own: theirs stand.
+    found = await repository.enrollment_existing_among(course_id, ids)
+    ours = {r.user_id for r in revivals if r.op is not None}
+    return {u for u, x in found.items() if (x.op == op if u in ours else x.status == WAITLISTED)}
 
 
 def _by_due_at(entries: list[_Entry], user_ids: set[int]) -> dict[datetime, list[int]]:
@@ -363,7 +482,7 @@ def _by_due_at(entries: list[_Entry], user_ids: set[int]) -> dict[datetime, list
 def _result(
     entry: _Entry,
     users: dict[int, tuple[str, bool]],
-    inserted: set[int],
+    seated: set[int],
     waiting: set[int],
     moving: set[int],
     *,
@@ -377,7 +496,7 @@ def _result(
     elif uid in waiting:
         status = WAITLISTED
     else:
-        status = ENROLLED if uid in inserted else ALREADY_ENROLLED
+        status = ENROLLED if uid in seated else ALREADY_ENROLLED
     if with_identifiers:
         result: dict[str, Any] = {"user": entry.requested.value, "user_id": uid, "status": status}
     else:

@@ -35,6 +35,13 @@ def new_op(*, bulk: bool) -> int:
     return (_last_us << 11) | (_TAG << 2) | (int(bulk) << 1)
 
 
+def new_ops(n: int, *, bulk: bool) -> list[int]:
+    """`n` fresh ids in increasing order (consecutive microseconds of this process's clock,
+    so later ids of this process stay larger): FIFO waitlist keys for a bulk assignment's
+    users, in request order."""
+    return [new_op(bulk=bulk) for _ in range(n)]
+
+
 def is_bulk(op: int) -> bool:
     """Bulk operations are applied (or retired) only by bulk assignment; their enrollments
     are written by one insert that others may see half done."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from bson import Decimal128, Int64, ObjectId
 from django.conf import settings
-from pymongo import ASCENDING, DESCENDING, InsertOne, ReturnDocument, UpdateMany
+from pymongo import ASCENDING, DESCENDING, InsertOne, ReturnDocument, UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from courses import membership
@@ -26,6 +26,7 @@ from courses.documents import (
     COURSE_OPEN,
     MEMBER_STATUSES,
     WAITLISTED,
+    WITHDRAWN,
     Admission,
     Course,
     CourseCounters,
@@ -810,6 +811,75 @@ async def enrollment_set_due_at_one(
             return_document=ReturnDocument.AFTER,
         )
     return None if doc is None else _enrollment(doc)
+
+
+@dataclass(frozen=True)
+class Revival:
+    """A withdrawn enrollment an assignment brings back: to `active` under `op`, or to the
+    waitlist under `waitlist_key` (`op` None), with the assignment's `changes` (source,
+    assigned_by, username, due_at). `seen_op` is the withdrawal's operation as read."""
+
+    user_id: int
+    seen_op: int | None
+    op: int | None
+    waitlist_key: int | None
+    changes: dict[str, Any]
+
+
+async def enrollment_revive(course_id: str, revivals: Sequence[Revival]) -> int:
+    """Bring withdrawn enrollments back in one bulk write; each applies only if the
+    enrollment is still withdrawn under the operation read (a concurrent re-enrollment
+    wins). Returns how many were brought back."""
+    if not revivals:
+        return 0
+    collection = await _enrollments_for_write()
+    updates = [
+        UpdateOne(
+            {
+                "course_id": ObjectId(course_id),
+                "user_id": r.user_id,
+                "status": WITHDRAWN,
+                "op": _int64(r.seen_op),
+            },
+            {
+                "$set": {
+                    **r.changes,
+                    "status": ACTIVE if r.op is not None else WAITLISTED,
+                    "op": _int64(r.op),
+                    "waitlist_key": _int64(r.waitlist_key),
+                    "withdrawn_at": None,
+                }
+            },
+        )
+        for r in revivals
+    ]
+    with unavailable_on_driver_error():
+        result = await collection.bulk_write(updates, ordered=False)
+    return result.modified_count
+
+
+async def enrollment_demote(course_id: str, op: int, keys: Sequence[tuple[int, int]]) -> int:
+    """Move active enrollments still under the (unapplied) operation `op` to the waitlist,
+    each `(user_id, waitlist_key)`: the seats a bulk assignment could not get after all.
+    One bulk write; returns how many moved."""
+    if not keys:
+        return 0
+    collection = await _enrollments_for_write()
+    updates = [
+        UpdateOne(
+            {
+                "course_id": ObjectId(course_id),
+                "user_id": user_id,
+                "status": ACTIVE,
+                "op": Int64(op),
+            },
+            {"$set": {"status": WAITLISTED, "op": None, "waitlist_key": Int64(key)}},
+        )
+        for user_id, key in keys
+    ]
+    with unavailable_on_driver_error():
+        result = await collection.bulk_write(updates, ordered=False)
+    return result.modified_count
 
 
 async def enrollment_restamp(course_id: str, ops: Sequence[int], op: int | None) -> int:

@@ -1,7 +1,7 @@
 """Course and enrollment rules (writes)."""
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -245,7 +245,7 @@ async def _join(enrollment: Enrollment, moment: datetime, *, inserted: bool = Fa
     return await _settle_join(enrollment, inserted=inserted)
 
 
-def _settled_op(op: int, ledger: list[int]) -> bool:
+def op_settled(op: int, ledger: list[int]) -> bool:
     """Whether `op` is applied, retired, or presumed applied (out of the ledger's window)."""
     if op in ledger or membership.retired(op) in ledger:
         return True
@@ -272,7 +272,7 @@ async def _settle_join(enrollment: Enrollment, *, inserted: bool) -> Enrollment:
             raise NotFound(COURSE_NOT_FOUND)
         if membership.retired(enrollment.op) in state.applied:
             return await _to_waitlist(enrollment)
-        if _settled_op(enrollment.op, state.applied):
+        if op_settled(enrollment.op, state.applied):
             if enrollment.op not in state.applied:
                 logger.warning(
                     "membership operation out of the ledger window; run reconcile_enrollments",
@@ -493,8 +493,30 @@ PROMOTION_BATCH = 32
 MAX_PROMOTION_LOSSES = 256
 
 
+@dataclass
+class BulkSeating:
+    """The seat guard of a bulk assignment's counting write (docs/api.md, "Capacity").
+
+    `seats` is the capacity the request believes the course has (None: an admin overrode
+    capacity, so no guard). `queue` holds this request's admitted users in request order:
+    when the guard finds fewer seats than believed, the last of them give theirs back and
+    join the waitlist under their `keys` entry (reserved in request order, before the keys
+    of the users waitlisted at once; fresh keys for users without one). `demoted` collects
+    the users who did.
+    """
+
+    seats: repository.Seats | None
+    queue: list[int] = field(default_factory=list)
+    keys: dict[int, int] = field(default_factory=dict)
+    demoted: set[int] = field(default_factory=set)
+
+
 async def membership_apply_bulk(
-    course_id: str, op: int, inserted: list[EnrolledUser], found_ops: set[int]
+    course_id: str,
+    op: int,
+    inserted: list[EnrolledUser],
+    found_ops: set[int],
+    seating: BulkSeating | None = None,
 ) -> int:
     """Count a bulk assignment into the course once; returns the new `enrollers`.
 
@@ -506,6 +528,11 @@ async def membership_apply_bulk(
     and counted with this request's. If our own operation is retired that way by a
     concurrent request, the enrollments still under it are moved to a fresh one. Every
     enrollment thus ends under exactly one operation, applied exactly once.
+
+    With `seating`, the course update also takes the seats (enrollers + count <= capacity,
+    capacity unchanged). When that guard misses (seats taken concurrently, a capacity
+    change), the course is read again and the members beyond the free seats move to the
+    waitlist (one bulk write) before the next round: a bounded number of rounds.
     """
     adopted = 0
     stale = [o for o in found_ops if membership.is_bulk(o) and o != op][:MAX_ADOPTED_OPS]
@@ -514,30 +541,83 @@ async def membership_apply_bulk(
         if retired:
             adopted = await repository.enrollment_restamp(course_id, retired, op)
     count = len(inserted) + adopted
+    reread = adopted > 0
     for _ in range(MAX_ROUNDS):
-        if adopted:
-            members = await repository.enrollment_members_of_op(
-                course_id, op, limit=settings.COURSE_EMBEDDED_MEMBERS
-            )
-        else:
-            members = inserted[-settings.COURSE_EMBEDDED_MEMBERS :]
         if count == 0:
             enrollers = await repository.course_enrollers(course_id)
         else:
+            if reread:
+                members = await repository.enrollment_members_of_op(
+                    course_id, op, limit=settings.COURSE_EMBEDDED_MEMBERS
+                )
+            else:
+                members = inserted[-settings.COURSE_EMBEDDED_MEMBERS :]
             enrollers = await repository.course_apply_op(
-                course_id, op, count=count, members=members
+                course_id,
+                op,
+                count=count,
+                members=members,
+                seats=None if seating is None else seating.seats,
             )
         if enrollers is not None:
             return enrollers
-        if await repository.course_ledger(course_id) is None:
+        state = await repository.course_state(course_id)
+        if state is None:
             raise NotFound(COURSE_NOT_FOUND)
+        if seating is not None and seating.seats is not None and not op_settled(op, state.applied):
+            # The seat guard missed: take the course as it now is, and give back the seats
+            # it no longer has.
+            capacity = state.admission.capacity
+            seating.seats = repository.Seats(capacity)
+            if capacity is not None and count > capacity - state.enrollers:
+                count -= await _demote(
+                    course_id, op, seating, count - max(0, capacity - state.enrollers)
+                )
+                reread = True
+            continue
         # Our operation was retired by a concurrent adopter (or fell out of the ledger's
         # window while we inserted): nobody else applies bulk operations, so what is still
         # under it is uncounted. Move it to a fresh operation and count that.
         fresh = membership.new_op(bulk=True)
         count = adopted = await repository.enrollment_restamp(course_id, [op], fresh)
+        reread = True
         op = fresh
     raise ServiceUnavailable("Could not update the course counters; retry the request.")
+
+
+async def _demote(course_id: str, op: int, seating: BulkSeating, excess: int) -> int:
+    """Move the last `excess` members of `op` (this request's, last requested first; then
+    those it adopted, newest first) to the waitlist; returns how many moved."""
+    victims: list[int] = []
+    while seating.queue and len(victims) < excess:
+        victims.append(seating.queue.pop())
+    victims.reverse()  # request order, for their keys
+    moved = await _demote_users(course_id, op, seating, victims)
+    if len(victims) < excess:
+        # Adopted from an earlier attempt: no key of ours, so behind everyone waiting.
+        rest = await repository.enrollment_members_of_op(course_id, op, limit=excess - len(victims))
+        moved += await _demote_users(course_id, op, seating, [m.user_id for m in rest])
+    return moved
+
+
+async def _demote_users(course_id: str, op: int, seating: BulkSeating, user_ids: list[int]) -> int:
+    if not user_ids:
+        return 0
+    fresh = iter(membership.new_ops(sum(u not in seating.keys for u in user_ids), bulk=False))
+    keys = [(u, seating.keys[u] if u in seating.keys else next(fresh)) for u in user_ids]
+    moved = await repository.enrollment_demote(course_id, op, keys)
+    if moved == len(user_ids):
+        seating.demoted.update(user_ids)
+    else:  # some were adopted away by a concurrent retry meanwhile: theirs to count
+        found = await repository.enrollment_existing_among(course_id, user_ids)
+        seating.demoted.update(u for u in user_ids if u in found and found[u].status == WAITLISTED)
+    return moved
+
+
+async def leave_settle(course_id: str, op: int, user_id: int) -> None:
+    """Count out a withdrawal whose request died before its course update (before the
+    withdrawn enrollment comes back through an assignment)."""
+    await _apply_leave(course_id, op, user_id)
 
 
 async def _retired_among(course_id: str, ops: list[int]) -> list[int]:
