@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from accounts import selectors as accounts
@@ -61,7 +62,12 @@ async def assignment_create(
 
 
 async def assignment_bulk_create(
-    *, course_id: str, user_ids: list[int], admin_id: int
+    *,
+    course_id: str,
+    user_ids: list[int],
+    admin_id: int,
+    op: int | None = None,
+    own_ops: Collection[int] = (),
 ) -> AssignmentReport:
     """Assign many users; the MongoDB writes are one bulk insert and one course update.
 
@@ -70,6 +76,11 @@ async def assignment_bulk_create(
     `already_enrolled`, never as failures. Users enrolled by an earlier assignment that
     failed before counting them are `already_enrolled` too, and counted by this one
     (services.membership_apply_bulk): a retry after a crash converges.
+
+    `op` is this call's operation id when the caller recorded it beforehand; `own_ops` are
+    the operations of earlier attempts of the same work (an assignment job's chunk run
+    again after a crash, courses/jobs.py): their users are reported `enrolled`, since
+    this work enrolled them, and counted once like any other failed assignment's.
     """
     distinct = list(dict.fromkeys(user_ids))
     chunks = [distinct[i : i + READ_CHUNK] for i in range(0, len(distinct), READ_CHUNK)]
@@ -84,7 +95,8 @@ async def assignment_bulk_create(
     users = {uid: (username, active) for rows in user_chunks for uid, username, active in rows}
     enrolled = {uid: op for ops in enrolled_chunks for uid, op in ops.items()}
 
-    op = membership.new_op(bulk=True)
+    if op is None:
+        op = membership.new_op(bulk=True)
     enrolled_at = repository.now()
     to_insert = [
         Enrollment(
@@ -119,6 +131,8 @@ async def assignment_bulk_create(
         raise
 
     inserted_ids = {u.user_id for u in inserted}
+    if own_ops:
+        inserted_ids |= {uid for uid, o in enrolled.items() if o in own_ops}
     results = [(uid, _status(uid, users, inserted_ids)) for uid in distinct]
     report = AssignmentReport(
         course_id=course_id, requested=len(user_ids), results=results, enrollers=enrollers
@@ -136,6 +150,10 @@ def _check_admits(admission: Admission | None) -> None:
     refused = services.refusal_error(admission, repository.now(), self_enrollment=False)
     if refused is not None:
         raise refused
+
+
+# The same check for callers outside this module (an assignment job checks at submit time).
+check_admits = _check_admits
 
 
 def _status(uid: int, users: dict[int, tuple[str, bool]], inserted: set[int]) -> str:

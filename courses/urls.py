@@ -1,7 +1,7 @@
 from django.urls import path, register_converter
 
 from asgi_app.converters import ObjectIdConverter
-from courses import views
+from courses import job_views, views
 
 register_converter(ObjectIdConverter, "objectid")
 
@@ -16,4 +16,19 @@ urlpatterns = [
         name="course-assign-multiple",
     ),
     path("enrollments/", views.MyEnrollmentsView.as_view(), name="enrollment-list"),
+    path(
+        "courses/<objectid:course_id>/assignment-jobs/",
+        job_views.AssignmentJobCreateView.as_view(),
+        name="course-assignment-jobs",
+    ),
+    path(
+        "assignment-jobs/<objectid:job_id>/",
+        job_views.AssignmentJobDetailView.as_view(),
+        name="assignment-job-detail",
+    ),
+    path(
+        "assignment-jobs/<objectid:job_id>/results/",
+        job_views.AssignmentJobResultsView.as_view(),
+        name="assignment-job-results",
+    ),
 ]

@@ -23,6 +23,11 @@ logger = logging.getLogger(__name__)
 COURSES = "courses"
 ENROLLMENTS = "enrollments"
 IDEMPOTENCY_KEYS = "idempotency_keys"
+# Assignment jobs (courses/job_repository.py): the job documents, their input identifiers
+# in chunks, and their per-user results in chunks.
+ASSIGNMENT_JOBS = "assignment_jobs"
+JOB_CHUNKS = "assignment_job_chunks"
+JOB_RESULTS = "assignment_job_results"
 
 # An ensured index is re-verified (one no-op createIndexes) at least this often, even if
 # no server change was seen.
@@ -79,6 +84,18 @@ INDEXES = [
         IDEMPOTENCY_KEYS,
         [("expires_at", ASCENDING)],
         {"expireAfterSeconds": 0, "name": "expires_at_ttl"},
+    ),
+    # A job's input and results, one document per chunk: a chunk is written once (a re-run
+    # replaces it) and results are paged in chunk order.
+    Index(
+        JOB_CHUNKS,
+        [("job_id", ASCENDING), ("chunk", ASCENDING)],
+        {"unique": True, "name": "job_chunk"},
+    ),
+    Index(
+        JOB_RESULTS,
+        [("job_id", ASCENDING), ("chunk", ASCENDING)],
+        {"unique": True, "name": "job_chunk"},
     ),
 ]
 

@@ -10,8 +10,13 @@ DRIVER_PACKAGES = {"pymongo", "motor", "bson"}
 # Only the MongoDB layer and the repositories may speak to the driver.
 # courses/idempotency_repository.py: the Idempotency-Key records are their own collection
 # with their own lifecycle (not courses or enrollments), so their queries have their own
-# repository beside courses/repository.py rather than inside it.
-ALLOWED = {"courses/repository.py", "courses/idempotency_repository.py"}
+# repository beside courses/repository.py rather than inside it. The same holds for
+# courses/job_repository.py: assignment jobs, their input chunks and their results.
+ALLOWED = {
+    "courses/repository.py",
+    "courses/idempotency_repository.py",
+    "courses/job_repository.py",
+}
 
 
 def _modules():
