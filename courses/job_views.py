@@ -109,8 +109,8 @@ class AssignmentJobDetailView(ApiView):
         operation_id="assignment_jobs_retrieve",
         summary="Poll an assignment job: status, counts, summary, `eta_seconds` (admin only).",
     )
-    async def get(self, request, job_id: str):
-        return Response(job_data(await jobs.job_get(job_id=job_id)))
+    async def get(self, request, id: str):
+        return Response(job_data(await jobs.job_get(job_id=id)))
 
     @extend_schema(
         responses={
@@ -127,8 +127,8 @@ class AssignmentJobDetailView(ApiView):
         operation_id="assignment_jobs_cancel",
         summary="Cancel an assignment job (admin only).",
     )
-    async def delete(self, request, job_id: str):
-        return Response(job_data(await jobs.job_cancel(job_id=job_id)))
+    async def delete(self, request, id: str):
+        return Response(job_data(await jobs.job_cancel(job_id=id)))
 
 
 class AssignmentJobResultsView(ApiView):
@@ -149,7 +149,7 @@ class AssignmentJobResultsView(ApiView):
         summary="Per-user results of an assignment job, in input order, of the chunks "
         "processed so far (admin only).",
     )
-    async def get(self, request, job_id: str):
+    async def get(self, request, id: str):
         raw_limit = request.query_params.get("limit")
         if raw_limit is None:
             limit = RESULTS_PAGE_DEFAULT
@@ -160,7 +160,7 @@ class AssignmentJobResultsView(ApiView):
         else:
             raise ParseError(f"limit must be an integer from 1 to {RESULTS_PAGE_MAX}.")
         cursor = jobs.parse_cursor(request.query_params.get("cursor"))
-        page = await jobs.job_results_page(job_id=job_id, cursor=cursor, limit=limit)
+        page = await jobs.job_results_page(job_id=id, cursor=cursor, limit=limit)
         next_url = None
         if page.next_cursor is not None:
             query = request.query_params.copy()

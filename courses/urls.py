@@ -22,12 +22,12 @@ urlpatterns = [
         name="course-assignment-jobs",
     ),
     path(
-        "assignment-jobs/<objectid:job_id>/",
+        "assignment-jobs/<objectid:id>/",
         job_views.AssignmentJobDetailView.as_view(),
         name="assignment-job-detail",
     ),
     path(
-        "assignment-jobs/<objectid:job_id>/results/",
+        "assignment-jobs/<objectid:id>/results/",
         job_views.AssignmentJobResultsView.as_view(),
         name="assignment-job-results",
     ),

@@ -40,6 +40,10 @@ EXPECTED = {
     ("course-assign", "POST"): ADMIN,
     ("course-assign-multiple", "POST"): ADMIN,
     ("enrollment-list", "GET"): AUTHENTICATED,
+    ("course-assignment-jobs", "POST"): ADMIN,
+    ("assignment-job-detail", "GET"): ADMIN,
+    ("assignment-job-detail", "DELETE"): ADMIN,
+    ("assignment-job-results", "GET"): ADMIN,
     ("admin:*", "*"): DJANGO_ADMIN,
 }
 # Plain Django function views answer any method; the table names the one they serve.
@@ -84,7 +88,10 @@ def test_every_route_has_an_expected_access_level():
 
 
 def _url(route: str, course_id: str) -> str:
-    return "/" + route.replace("<objectid:course_id>", course_id)
+    # Job routes get an id that names no job: admins get a 404, others their 401/403.
+    return "/" + route.replace("<objectid:course_id>", course_id).replace(
+        "<objectid:id>", course_id
+    )
 
 
 def _refresh_for(user) -> str:

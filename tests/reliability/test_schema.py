@@ -75,7 +75,7 @@ async def test_the_served_schema_matches_the_api_reference(api):
     assert response.status_code == 200
     served = _statuses(response.json())
     assert served == CONTRACT
-    assert len(PLANNED) >= 10
+    assert len(PLANNED) >= 5  # the table was parsed (it shrinks as version 2 lands)
     assert PLANNED.isdisjoint(served), "served but listed as planned in docs/api.md"
 
 
@@ -119,6 +119,9 @@ def test_security_matches_the_permission_matrix(schema):
         "/api/courses/{course_id}/assign/": "course-assign",
         "/api/courses/{course_id}/assign-multiple/": "course-assign-multiple",
         "/api/enrollments/": "enrollment-list",
+        "/api/courses/{course_id}/assignment-jobs/": "course-assignment-jobs",
+        "/api/assignment-jobs/{id}/": "assignment-job-detail",
+        "/api/assignment-jobs/{id}/results/": "assignment-job-results",
         "/healthz": "healthz",
         "/readyz": "readyz",
     }
@@ -212,6 +215,7 @@ IDEMPOTENT = [
     ("/api/courses/{course_id}/enroll/", "post"),
     ("/api/courses/{course_id}/assign/", "post"),
     ("/api/courses/{course_id}/assign-multiple/", "post"),
+    ("/api/courses/{course_id}/assignment-jobs/", "post"),
 ]
 
 
