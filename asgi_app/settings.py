@@ -174,7 +174,7 @@ JOB_QUEUE_NAME = env_str("JOB_QUEUE_NAME", "assignment-jobs")
 # again about this long (+10 s) after it started.
 JOB_CHUNK_TIMEOUT_SECONDS = env_int("JOB_CHUNK_TIMEOUT_SECONDS", 60)
 JOB_MAX_TRIES = env_int("JOB_MAX_TRIES", 12)
-JOB_WORKER_CONCURRENCY = env_int("JOB_WORKER_CONCURRENCY", 2)
+JOB_WORKER_CONCURRENCY = env_int("JOB_WORKER_CONCURRENCY", 1)
 # Idempotency-Key (courses/idempotency.py): a first request's answer is kept per caller and
 # key for the TTL; while it runs it holds the key for the lease, after which a retry may run
 # it again (the first attempt is presumed crashed).

@@ -72,7 +72,10 @@ def _job(api: httpx.Client, headers: dict, ids: list[int]) -> dict:
     accepted = time.monotonic()
     location = created.headers["Location"]
     while True:
-        job = api.get(location, headers=headers).json()
+        polled = api.get(location, headers=headers)
+        if polled.status_code != 200:
+            raise RuntimeError(f"poll answered {polled.status_code}: {polled.text[:300]}")
+        job = polled.json()
         if job["status"] not in ("queued", "running"):
             break
         time.sleep(0.25)
@@ -90,11 +93,24 @@ def _job(api: httpx.Client, headers: dict, ids: list[int]) -> dict:
     }
 
 
+def _chunk_ms(log: Path) -> dict:
+    """Median and max milliseconds per chunk, from the workers' JSON log lines."""
+    times = sorted(
+        line["ms"]
+        for line in map(json.loads, filter(None, log.read_text().splitlines()))
+        if line.get("message") == "assignment job chunk"
+    )
+    if not times:
+        return {}
+    return {"chunks": len(times), "median": times[len(times) // 2], "max": times[-1]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk-size", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=1, help="chunks per worker at once")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp, ExitStack() as stack:
         env = {
@@ -103,9 +119,10 @@ def main() -> int:
             "DEBUG": "1",
             "SECRET_KEY": secrets.token_urlsafe(32),
             "DATABASE_URL": f"sqlite:///{Path(tmp) / 'db.sqlite3'}",
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": "INFO",
             "JOB_QUEUE_NAME": f"bench-jobs-{uuid.uuid4().hex[:8]}",
             "JOB_CHUNK_SIZE": str(args.chunk_size),
+            "JOB_WORKER_CONCURRENCY": str(args.concurrency),
             "JWT_ACCESS_MINUTES": "120",
         }
         env["MONGODB_URI"], _ = start_mongo(stack, os.environ.get("MONGODB_URI"))
@@ -124,7 +141,17 @@ def main() -> int:
         with httpx.Client(base_url=server.url, timeout=600) as api:
             for size in args.sizes:
                 result = _job(api, headers, seeded["ids"][:size])
-                print(json.dumps({**result, "workers": args.workers, "chunk": args.chunk_size}))
+                print(
+                    json.dumps(
+                        {
+                            **result,
+                            "workers": args.workers,
+                            "concurrency": args.concurrency,
+                            "chunk": args.chunk_size,
+                        }
+                    )
+                )
+        print(json.dumps({"chunk_ms": _chunk_ms(Path(tmp) / "workers.log")}))
     return 0
 
 
