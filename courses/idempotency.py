@@ -106,15 +106,19 @@ def request_fingerprint(request: Any) -> str:
         digest.update(part.encode("latin-1", "replace") + b"\n")
     is_json = media_type == "application/json" or media_type.endswith("+json")
     length = int(django_request.META.get("CONTENT_LENGTH") or 0)
-    if is_json and length <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+    stream = django_request._stream
+    seekable = getattr(stream, "seekable", None)
+    if (is_json and length <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE) or not (
+        seekable and seekable()
+    ):
         body = django_request.body
-        try:
-            body = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
-        except orjson.JSONDecodeError:
-            pass  # not JSON after all: the bytes as sent (the request will be a 400)
+        if is_json:
+            try:
+                body = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+            except orjson.JSONDecodeError:
+                pass  # not JSON after all: the bytes as sent (the request will be a 400)
         digest.update(body)
     else:
-        stream = django_request._stream
         stream.seek(0)
         for block in iter(lambda: stream.read(_HASH_BLOCK), b""):
             digest.update(block)

@@ -382,3 +382,27 @@ async def test_mongodb_down_retries_with_backoff(transactional_db, job_queue, mo
         await job_worker.assignment_job_chunk({"job_try": 3}, "j", 0)
     assert first.value.defer_score < third.value.defer_score
     assert job_worker.backoff_seconds(10) == 60
+
+
+@pytest.mark.parametrize("key", [None, "big-upload"])
+async def test_a_csv_larger_than_the_in_memory_limit_is_read_as_a_stream(
+    api, admin, create_course, job_queue, settings, key
+):
+    # given a body far over DATA_UPLOAD_MAX_MEMORY_SIZE (what `request.body` would refuse)
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 16
+    course = await create_course()
+    ids = await _users(40)
+    body = ("user_id\n" + "\n".join(map(str, ids)) + "\n").encode()
+    assert len(body) > 4 * settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    headers = {**admin[1], "Content-Type": "text/csv"}
+    if key:
+        headers["Idempotency-Key"] = key
+    # when it is posted (with or without a key: the fingerprint streams it too)
+    response = await api.post(_url(course["id"]), content=body, headers=headers)
+    # then every line was read
+    assert response.status_code == 202, response.text
+    assert response.json()["total"] == 40
+    if key:
+        replay = await api.post(_url(course["id"]), content=body, headers=headers)
+        assert replay.headers["Idempotent-Replayed"] == "true"
+        assert replay.json()["id"] == response.json()["id"]
