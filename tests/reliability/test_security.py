@@ -187,7 +187,9 @@ async def test_options_is_answered_on_every_api_route(api, regular, create_cours
     for (_name, _method), route in discovered_routes().items():
         if not route.startswith("api/") or route.startswith("api/docs"):
             continue
-        url = "/" + route.replace("<objectid:course_id>", course["id"])
+        url = "/" + route.replace("<objectid:course_id>", course["id"]).replace(
+            "<objectid:id>", course["id"]
+        )
         response = await api.options(url, headers=regular[1])
         assert response.status_code in (200, 403), (url, response.status_code)
     assert EXPECTED  # the same route list as the permission matrix
