@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lock run manage test test-perf lint format test-pg test-motor superuser bench loadtest fuzz clean
+.PHONY: help install lock run manage test test-perf lint format test-pg test-motor superuser bench bench-jobs loadtest fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | \
@@ -89,6 +89,11 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 bench: $(BENCH_STAMP) ## The performance ladder (bench/README.md); BENCH_QUICK=1: ~2 min
 	$(PY) -m bench
+
+# Assignment jobs: a 100,000-user CSV job (BENCH_JOB_SIZES="100000 1000000" adds the million).
+BENCH_JOB_SIZES ?= 100000
+bench-jobs: $(STAMP) ## Assignment-job throughput (bench/jobs.py): users created, jobs timed
+	$(PY) -m bench.jobs --sizes $(BENCH_JOB_SIZES)
 
 clean: ## Remove .venv, the dev databases and the stand-in's data file
 	rm -rf $(VENV) db.sqlite3 .standin-data.bson .standin-data.bson.lock

@@ -6,7 +6,9 @@ declared `Content-Length` is over the limit, without reading the body at all, an
 the bytes of streamed (chunked) bodies as they arrive, stopping at the first chunk past it.
 
 The limit is `MAX_BODY_BYTES` (1 MiB by default), and `MAX_ASSIGN_BODY_BYTES` (4 MiB) for
-bulk assignment, whose list of up to ASSIGN_MAX_USERS ids is legitimately larger.
+bulk assignment, whose list of up to ASSIGN_MAX_USERS ids is legitimately larger, and
+`MAX_JOB_BODY_BYTES` (48 MiB) for creating an assignment job (a CSV of up to JOB_MAX_USERS
+lines, which Django spools to disk and the view parses line by line).
 
 A body must also arrive whole within `HTTP_BODY_TIMEOUT` seconds (15 by default) of the
 request's head: a client that trickles it gets `408` and the connection closes, instead of
@@ -28,6 +30,7 @@ from asgi_app.middleware import request_id_for
 logger = logging.getLogger(__name__)
 
 _ASSIGN_MULTIPLE = re.compile(r"^/api/courses/[0-9a-fA-F]{24}/assign-multiple/$")
+_ASSIGNMENT_JOBS = re.compile(r"^/api/courses/[0-9a-fA-F]{24}/assignment-jobs/$")
 
 
 class _BodyTooLarge(Exception):
@@ -41,6 +44,8 @@ class _BodyTooSlow(Exception):
 def body_limit_for(path: str) -> int:
     if _ASSIGN_MULTIPLE.match(path):
         return settings.MAX_ASSIGN_BODY_BYTES
+    if _ASSIGNMENT_JOBS.match(path):
+        return settings.MAX_JOB_BODY_BYTES
     return settings.MAX_BODY_BYTES
 
 

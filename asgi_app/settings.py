@@ -163,6 +163,19 @@ MONGODB_WRITE_CONCERN = env_str("MONGODB_WRITE_CONCERN", "majority")
 MONGODB_JOURNAL = env_bool("MONGODB_JOURNAL", default=True)
 
 ASSIGN_MAX_USERS = env_int("ASSIGN_MAX_USERS", 10_000)
+# Assignment jobs (courses/jobs.py): cohorts beyond ASSIGN_MAX_USERS, run by
+# `manage.py assignment_worker` processes from an arq queue on Redis (docs/scaling.md 4.7).
+JOB_MAX_USERS = env_int("JOB_MAX_USERS", 1_000_000)
+JOB_CHUNK_SIZE = env_int("JOB_CHUNK_SIZE", 5000)
+if not 1 <= JOB_CHUNK_SIZE <= ASSIGN_MAX_USERS:
+    raise ImproperlyConfigured("JOB_CHUNK_SIZE must be between 1 and ASSIGN_MAX_USERS")
+JOB_QUEUE_URL = env_str("JOB_QUEUE_URL", env_str("REDIS_URL") or "redis://127.0.0.1:6379/0")
+JOB_QUEUE_NAME = env_str("JOB_QUEUE_NAME", "assignment-jobs")
+# A chunk that runs longer is cancelled and retried; a killed worker's chunk is picked up
+# again about this long (+10 s) after it started.
+JOB_CHUNK_TIMEOUT_SECONDS = env_int("JOB_CHUNK_TIMEOUT_SECONDS", 60)
+JOB_MAX_TRIES = env_int("JOB_MAX_TRIES", 12)
+JOB_WORKER_CONCURRENCY = env_int("JOB_WORKER_CONCURRENCY", 1)
 # Idempotency-Key (courses/idempotency.py): a first request's answer is kept per caller and
 # key for the TTL; while it runs it holds the key for the lease, after which a retry may run
 # it again (the first attempt is presumed crashed).
@@ -257,6 +270,10 @@ CSRF_COOKIE_SECURE = not DEBUG
 # Body limits, enforced before Django reads a body by asgi_app.limits (answers 413).
 MAX_BODY_BYTES = env_int("MAX_BODY_BYTES", 1024 * 1024)
 MAX_ASSIGN_BODY_BYTES = env_int("MAX_ASSIGN_BODY_BYTES", 4 * 1024 * 1024)
+# Assignment jobs: a CSV of 1,000,000 lines is spooled to disk and parsed line by line; a
+# JSON body is parsed whole, so it has its own smaller bound (JOB_JSON_MAX_BYTES, a 413).
+MAX_JOB_BODY_BYTES = env_int("MAX_JOB_BODY_BYTES", 48 * 1024 * 1024)
+JOB_JSON_MAX_BYTES = env_int("JOB_JSON_MAX_BYTES", 16 * 1024 * 1024)
 # A body must arrive whole within this many seconds of its request's head, or 408.
 HTTP_BODY_TIMEOUT = env_int("HTTP_BODY_TIMEOUT", 15)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(MAX_BODY_BYTES, MAX_ASSIGN_BODY_BYTES)

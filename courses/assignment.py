@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -238,6 +239,9 @@ async def assignment_bulk_create(
     dry_run: bool = False,
     assignment_id: str | None = None,
     with_identifiers: bool = True,
+    op: int | None = None,
+    own_ops: Collection[int] = (),
+    store: bool = True,
 ) -> AssignmentReport:
     """Assign many users; the MongoDB writes are one bulk insert, one course update, at
     most one bulk deadline update and the stored report (two writes), whatever the size
@@ -259,6 +263,12 @@ async def assignment_bulk_create(
     writing nothing (no enrollment, counter, stored report or audit line).
     `assignment_id` is the stored report's id (an Idempotency-Key retry passes the id of
     its first attempt, so it cannot store a second report).
+
+    `op` is this call's operation id when the caller recorded it beforehand; `own_ops` are
+    the operations of earlier attempts of the same work (an assignment job's chunk run
+    again after a crash, courses/jobs.py): their users are reported `enrolled`, since
+    this work enrolled them, and counted once like any other failed assignment's. `store`
+    False: the caller keeps the results itself (a job's chunk), no stored report.
     """
     by_kind: dict[str, list] = {}
     for item in items:
@@ -312,8 +322,10 @@ async def assignment_bulk_create(
         waiting = {e.user_id for e in split.waitlisted}
         enrollers = state.enrollers - len(split.settle_leaves) + split.adoptable + len(seated)
     else:
-        outcome = await _write(course_id, split, users, existing, admin_id)
+        outcome = await _write(course_id, split, users, existing, admin_id, op)
         seated, waiting, enrollers = outcome.seated, outcome.waiting, outcome.enrollers
+        if own_ops:
+            seated |= {uid for uid, x in existing.items() if x.op in own_ops}
         lost = outcome.lost
         moving |= {e.user_id for e in candidates if e.user_id in lost and e.requested.due_at}
         await repository.enrollment_set_due_at(course_id, _by_due_at(entries, moving))
@@ -329,6 +341,9 @@ async def assignment_bulk_create(
         dry_run=dry_run,
     )
     if dry_run:
+        return report
+    if not store:
+        _audit(admin_id, course_id, report.summary)
         return report
     report.id = assignment_id or repository.new_id()
     stored = StoredAssignment(
@@ -370,6 +385,7 @@ async def _write(
     users: dict[int, tuple[str, bool]],
     existing: dict[int, ExistingEnrollment],
     admin_id: int,
+    op: int | None = None,
 ) -> _Outcome:
     """Insert the new users and bring the withdrawn ones back (active under this
     assignment's operation, or waitlisted), then count the active ones in with the seat
@@ -378,7 +394,8 @@ async def _write(
         await asyncio.gather(
             *(services.leave_settle(course_id, op, uid) for uid, op in split.settle_leaves)
         )
-    op = membership.new_op(bulk=True)
+    if op is None:
+        op = membership.new_op(bulk=True)
     everyone = split.admitted + split.waitlisted  # request order: the seated come first
     keys: dict[int, int] = {}
     if split.waitlisted:
@@ -544,6 +561,10 @@ def _check_admits(admission: Admission | None) -> None:
     refused = services.refusal_error(admission, repository.now(), self_enrollment=False)
     if refused is not None:
         raise refused
+
+
+# The same check for callers outside this module (an assignment job checks at submit time).
+check_admits = _check_admits
 
 
 def _audit(admin_id: int, course_id: str, counts: dict[str, int]) -> None:

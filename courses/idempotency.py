@@ -52,6 +52,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 _VALID_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 # Answers that describe the credentials or the moment, not the request: never replayed.
 _NOT_STORED = frozenset({401, 403, 408, 429})
+_HASH_BLOCK = 1 << 20
 
 
 class InvalidIdempotencyKey(InvalidInput):
@@ -92,19 +93,36 @@ class StoredAnswer:
 
 
 def request_fingerprint(request: Any) -> str:
-    """sha256 of method, path with query, media type and canonical body."""
+    """sha256 of method, path with query, media type and canonical body.
+
+    A JSON body within DATA_UPLOAD_MAX_MEMORY_SIZE is canonicalized; any other body (an
+    assignment job's CSV of up to 48 MiB) is hashed as sent, block by block from the file
+    Django spooled it to, which is then rewound for the view: never held whole in memory.
+    """
     django_request = request._request
-    body = django_request.body
     media_type = django_request.content_type or ""
-    if body and (media_type == "application/json" or media_type.endswith("+json")):
-        try:
-            body = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
-        except orjson.JSONDecodeError:
-            pass  # not JSON after all: the bytes as sent (the request will be a 400)
     digest = hashlib.sha256()
     for part in (django_request.method, django_request.get_full_path(), media_type):
         digest.update(part.encode("latin-1", "replace") + b"\n")
-    digest.update(body)
+    is_json = media_type == "application/json" or media_type.endswith("+json")
+    length = int(django_request.META.get("CONTENT_LENGTH") or 0)
+    stream = django_request._stream
+    seekable = getattr(stream, "seekable", None)
+    if (is_json and length <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE) or not (
+        seekable and seekable()
+    ):
+        body = django_request.body
+        if is_json:
+            try:
+                body = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+            except orjson.JSONDecodeError:
+                pass  # not JSON after all: the bytes as sent (the request will be a 400)
+        digest.update(body)
+    else:
+        stream.seek(0)
+        for block in iter(lambda: stream.read(_HASH_BLOCK), b""):
+            digest.update(block)
+        stream.seek(0)
     return digest.hexdigest()
 
 

@@ -1,7 +1,7 @@
 from django.urls import path, register_converter
 
 from asgi_app.converters import ObjectIdConverter
-from courses import views
+from courses import job_views, views
 
 register_converter(ObjectIdConverter, "objectid")
 
@@ -46,5 +46,20 @@ urlpatterns = [
         "assignments/<objectid:assignment_id>/",
         views.AssignmentDetailView.as_view(),
         name="assignment-detail",
+    ),
+    path(
+        "courses/<objectid:course_id>/assignment-jobs/",
+        job_views.AssignmentJobCreateView.as_view(),
+        name="course-assignment-jobs",
+    ),
+    path(
+        "assignment-jobs/<objectid:id>/",
+        job_views.AssignmentJobDetailView.as_view(),
+        name="assignment-job-detail",
+    ),
+    path(
+        "assignment-jobs/<objectid:id>/results/",
+        job_views.AssignmentJobResultsView.as_view(),
+        name="assignment-job-results",
     ),
 ]

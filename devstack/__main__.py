@@ -1,5 +1,6 @@
 """`make run`: check the port, start the MongoDB stand-in (unless MONGODB_URI is set), migrate,
-seed, serve; print the demo credentials last.
+seed, serve, and start one assignment-job worker (Redis at JOB_QUEUE_URL, default the local
+one); print the demo credentials last.
 
 Deliberately does not import Django settings: it prepares the environment for its children
 (manage.py and uvicorn) and writes it to `.devstack.env`, which `manage.py` reads while this
@@ -26,7 +27,14 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
-from devstack.stack import ROOT, UvicornProcess, die_with_parent, port_problem, run_manage
+from devstack.stack import (
+    ROOT,
+    UvicornProcess,
+    WorkerProcess,
+    die_with_parent,
+    port_problem,
+    run_manage,
+)
 
 # Settings a management command needs to reach this stack (written to DEVSTACK_ENV_FILE).
 SHARED_SETTINGS = (
@@ -36,6 +44,8 @@ SHARED_SETTINGS = (
     "MONGODB_DB",
     "MONGO_DRIVER",
     "REDIS_URL",
+    "JOB_QUEUE_URL",
+    "JOB_QUEUE_NAME",
     "PASSWORD_HASHERS",
 )
 _POLL_SECONDS = 0.2
@@ -188,6 +198,8 @@ class DevStack:
             )
         )
         self.members.append(("uvicorn", lambda: server.process.poll() is None))
+        worker = stack.enter_context(WorkerProcess(self.env, preexec_fn=die_with_parent))
+        self.members.append(("the assignment-job worker", lambda: worker.running))
 
     def _serve(self, watch: _ParentWatch) -> int:
         print(self._banner(), flush=True)

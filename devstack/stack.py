@@ -220,6 +220,69 @@ class UvicornProcess:
         self.stop()
 
 
+class WorkerProcess:
+    """`python manage.py assignment_worker` in a subprocess (the assignment-job worker).
+
+    Output goes to `log_path` (appended) or, with none, to this process's own stdout/stderr.
+    """
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        log_path: str | Path | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
+        self.env = env
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.preexec_fn = preexec_fn
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        if self.log_path is not None:
+            self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "assignment_worker"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT if self._log else None,
+            preexec_fn=self.preexec_fn,
+        )
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the worker gets no chance to finish or release anything."""
+        if self.running:
+            self.process.kill()
+        if self.process is not None:
+            self.process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def stop(self, timeout: float = 25.0) -> None:
+        """SIGTERM (running chunks finish), SIGKILL after `timeout`."""
+        if self.running:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
 def start_mongo(
     stack: ExitStack,
     uri: str | None,

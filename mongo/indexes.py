@@ -25,6 +25,11 @@ ENROLLMENTS = "enrollments"
 IDEMPOTENCY_KEYS = "idempotency_keys"
 ASSIGNMENTS = "assignments"
 ASSIGNMENT_RESULTS = "assignment_results"
+# Assignment jobs (courses/job_repository.py): the job documents, their input identifiers
+# in chunks, and their per-user results in chunks.
+ASSIGNMENT_JOBS = "assignment_jobs"
+JOB_CHUNKS = "assignment_job_chunks"
+JOB_RESULTS = "assignment_job_results"
 
 # An ensured index is re-verified (one no-op createIndexes) at least this often, even if
 # no server change was seen.
@@ -114,6 +119,18 @@ INDEXES = [
         ASSIGNMENT_RESULTS,
         [("assignment_id", ASCENDING), ("seq", ASCENDING)],
         {"unique": True, "name": "assignment_seq_unique"},
+    ),
+    # A job's input and results, one document per chunk: a chunk is written once (a re-run
+    # replaces it) and results are paged in chunk order.
+    Index(
+        JOB_CHUNKS,
+        [("job_id", ASCENDING), ("chunk", ASCENDING)],
+        {"unique": True, "name": "job_chunk"},
+    ),
+    Index(
+        JOB_RESULTS,
+        [("job_id", ASCENDING), ("chunk", ASCENDING)],
+        {"unique": True, "name": "job_chunk"},
     ),
 ]
 

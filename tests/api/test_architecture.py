@@ -11,11 +11,13 @@ DRIVER_PACKAGES = {"pymongo", "motor", "bson"}
 # courses/idempotency_repository.py: the Idempotency-Key records are their own collection
 # with their own lifecycle (not courses or enrollments), so their queries have their own
 # repository beside courses/repository.py rather than inside it. Stored assignment reports
-# likewise (courses/assignment_repository.py).
+# likewise (courses/assignment_repository.py), and assignment jobs, their input chunks and
+# their results (courses/job_repository.py).
 ALLOWED = {
     "courses/repository.py",
     "courses/idempotency_repository.py",
     "courses/assignment_repository.py",
+    "courses/job_repository.py",
 }
 
 

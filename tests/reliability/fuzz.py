@@ -188,6 +188,8 @@ def main() -> int:
             ACCESS_LOG_LEVEL="INFO",
             HTTP_HEADER_TIMEOUT=PROBE_TIMEOUT,
             HTTP_BODY_TIMEOUT=PROBE_TIMEOUT,
+            # Jobs the fuzzer creates go to a queue of its own (nobody runs them).
+            JOB_QUEUE_NAME=f"fuzz-{os.getpid()}",
         )
         ids = prepare_sqlite(f"{tmp}/fuzz.sqlite3", bulk=20, env=env)
         with UvicornServer(env) as server:

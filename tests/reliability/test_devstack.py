@@ -35,6 +35,7 @@ def _env(tmp_path: Path, db: Path, port: int, **extra: str) -> dict[str, str]:
         DEVSTACK_ENV_FILE=str(tmp_path / ".devstack.env"),
         PASSWORD_HASHERS="django.contrib.auth.hashers.MD5PasswordHasher",
         PYTHONUNBUFFERED="1",
+        JOB_QUEUE_NAME=f"devstack-test-{port}",  # not the developer's own queue
     )
     env.update(extra)
     return env
@@ -137,6 +138,7 @@ VICTIMS = {
     "launcher": "-m devstack",
     "uvicorn": "-m asgi_app.serve",
     "stand-in": "-m standin",
+    "worker": "manage.py assignment_worker",
 }
 
 
@@ -148,10 +150,11 @@ VICTIMS = {
         ("launcher", signal.SIGTERM),
         ("uvicorn", signal.SIGTERM),
         ("stand-in", signal.SIGTERM),
+        ("worker", signal.SIGTERM),
     ],
 )
 def test_a_signal_to_any_member_stops_the_whole_stack(running_stack, victim, sig):
-    # given a running `make run`: make, the launcher, the stand-in and uvicorn
+    # given a running `make run`: make, the launcher, the stand-in, uvicorn and the worker
     members = running_stack.members()
     for needle in VICTIMS.values():
         assert any(needle in cmd for cmd in members.values()), (needle, members)

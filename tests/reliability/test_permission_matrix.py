@@ -52,6 +52,10 @@ EXPECTED = {
     ("enrollment-detail", "GET"): AUTHENTICATED,  # own; another user's is a 404
     ("assignment-list", "GET"): ADMIN,
     ("assignment-detail", "GET"): ADMIN,
+    ("course-assignment-jobs", "POST"): ADMIN,
+    ("assignment-job-detail", "GET"): ADMIN,
+    ("assignment-job-detail", "DELETE"): ADMIN,
+    ("assignment-job-results", "GET"): ADMIN,
     ("admin:*", "*"): DJANGO_ADMIN,
     ("console-login", "GET"): CONSOLE_PUBLIC,
     ("console-login", "POST"): CONSOLE_PUBLIC,
@@ -131,6 +135,7 @@ def route_url(route: str, course_id: str, user_id: int = 1) -> str:
         .replace("<objectid:enrollment_id>", "65f0c0ffee0000000000abcd")
         .replace("<str:report_id>", "0" * 32)
         .replace("<objectid:assignment_id>", course_id)  # any ObjectId: a 404
+        .replace("<objectid:id>", course_id)  # names no job: a 404 for admins
     )
 
 

@@ -128,6 +128,9 @@ def test_security_matches_the_permission_matrix(schema):
         "/api/courses/{course_id}/report/": "course-report",
         "/api/assignments/": "assignment-list",
         "/api/assignments/{assignment_id}/": "assignment-detail",
+        "/api/courses/{course_id}/assignment-jobs/": "course-assignment-jobs",
+        "/api/assignment-jobs/{id}/": "assignment-job-detail",
+        "/api/assignment-jobs/{id}/results/": "assignment-job-results",
         "/healthz": "healthz",
         "/readyz": "readyz",
     }
@@ -269,6 +272,7 @@ IDEMPOTENT = [
     ("/api/courses/{course_id}/enroll/", "post"),
     ("/api/courses/{course_id}/assign/", "post"),
     ("/api/courses/{course_id}/assign-multiple/", "post"),
+    ("/api/courses/{course_id}/assignment-jobs/", "post"),
 ]
 
 
