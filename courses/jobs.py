@@ -39,14 +39,7 @@ logger = logging.getLogger("courses.jobs")
 
 JOB_NOT_FOUND = "Assignment job not found."
 # The report statuses of assignment.AssignmentReport, zero at the start.
-SUMMARY_KEYS = (
-    "requested",
-    assignment.ENROLLED,
-    assignment.ALREADY_ENROLLED,
-    assignment.NOT_FOUND,
-    assignment.INACTIVE,
-    "duplicates_in_request",
-)
+SUMMARY_KEYS = ("requested", *assignment.STATUSES, "duplicates_in_request")
 # How many chunks job_create stores per MongoDB command while reading its input.
 _STORE_BATCH = 4
 

@@ -98,6 +98,7 @@ async def test_json_job_is_queued_then_run_by_a_worker(
         "already_enrolled": 1,
         "not_found": 1,
         "inactive": 0,
+        "waitlisted": 0,
         "duplicates_in_request": 0,
     }
     assert done["finished_at"] is not None
