@@ -30,6 +30,7 @@ urlpatterns = [
     path("courses/", views.catalogue, name="console-catalogue"),
     path(COURSE, views.course, name="console-course"),
     path(f"{COURSE}enroll/", views.enroll, name="console-enroll"),
+    path(f"{COURSE}withdraw/", views.withdraw, name="console-withdraw"),
     path("my-training/", views.my_training, name="console-my-training"),
     path("manage/courses/", views.manage_courses, name="console-manage-courses"),
     path("manage/courses/new/", views.course_create, name="console-course-create"),

@@ -1,5 +1,7 @@
 """The web console's pages: thin views over the services and selectors the API uses."""
 
+import asyncio
+
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -7,12 +9,20 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 from accounts import selectors as accounts
-from common.errors import Conflict, InvalidInput
+from common.errors import Conflict, InvalidInput, NotFound
 from console import identifiers, reports
 from console.forms import CourseForm
 from console.pages import Pager, admin_page, member_page, query_text, render_page
 from courses import assignment, selectors, services
-from courses.documents import COURSE_ARCHIVED, COURSE_OPEN, COURSE_ORDERINGS, window_contains
+from courses.documents import (
+    COMPLETED,
+    COURSE_ARCHIVED,
+    COURSE_OPEN,
+    COURSE_ORDERINGS,
+    WITHDRAWN,
+    Enrollment,
+    window_contains,
+)
 from courses.repository import now
 from courses.serializers import course_changes
 
@@ -60,14 +70,30 @@ def _admission(course) -> tuple[bool, str]:
     return True, ""
 
 
+def withdrawal_refusal(enrollment: Enrollment) -> str:
+    """Why the learner may not withdraw this enrollment themselves ("" when they may):
+    the service's rules (services.enrollment_withdraw), said before the button is shown."""
+    if enrollment.status == COMPLETED:
+        return "Completed training stays on your record."
+    if enrollment.status == WITHDRAWN:
+        return "You have withdrawn."
+    if enrollment.source == "admin":
+        return "An admin assigned this training: ask an admin to withdraw you."
+    return ""
+
+
 @member_page()
 async def course(request: HttpRequest, course_id: str) -> HttpResponse:
     found = await selectors.course_get(course_id=course_id, with_enrolled_users=False)
     enrollment = await selectors.enrollment_in_course(course_id=course_id, user_id=request.user.id)
+    position = await selectors.enrollment_position(enrollment) if enrollment else None
     can_enroll, reason = _admission(found)
     context = {
         "course": found,
-        "enrollment": enrollment,
+        "enrollment": enrollment if enrollment and enrollment.status != WITHDRAWN else None,
+        "position": position,
+        "overdue": enrollment is not None and enrollment.is_overdue(now()),
+        "withdraw_refusal": withdrawal_refusal(enrollment) if enrollment else "",
         "can_enroll": can_enroll,
         "refusal": reason,
     }
@@ -93,12 +119,58 @@ async def enroll(request: HttpRequest, course_id: str) -> HttpResponse:
 
 @member_page()
 async def my_training(request: HttpRequest) -> HttpResponse:
+    """Overdue training first (its own table, on the first page), then everything."""
     pager = Pager.from_request(request, per_page=TABLE_PER_PAGE)
-    count, rows = await selectors.enrollment_list_for_user(
-        user_id=request.user.id, limit=pager.limit, offset=pager.offset
+    (count, rows), (overdue_count, overdue) = await asyncio.gather(
+        selectors.enrollment_list_for_user(
+            user_id=request.user.id, limit=pager.limit, offset=pager.offset
+        ),
+        selectors.enrollment_list_for_user(
+            user_id=request.user.id,
+            limit=TABLE_PER_PAGE if pager.number == 1 else 0,
+            offset=0,
+            where=selectors.enrollment_filter(overdue=True),
+        ),
     )
-    context = {"rows": rows, "pager": pager.counted(count)}
+    positions = await selectors.waitlist_positions(row.enrollment for row in rows)
+    moment = now()
+    context = {
+        "rows": [_training_row(row, positions, moment) for row in rows],
+        "overdue": [_training_row(row, {}, moment) for row in overdue],
+        "overdue_count": overdue_count,
+        "pager": pager.counted(count),
+    }
     return await render_page(request, "console/my_training.html", context)
+
+
+def _training_row(row, positions: dict[str, int], moment) -> dict:
+    return {
+        "enrollment": row.enrollment,
+        "course_title": row.course_title,
+        "position": positions.get(row.enrollment.id),
+        "overdue": row.enrollment.is_overdue(moment),
+        "refusal": withdrawal_refusal(row.enrollment),
+    }
+
+
+# The pages a withdrawal may return to (the form says which; nothing else is followed).
+_WITHDRAW_RETURNS = {"course": "console-course", "training": "console-my-training"}
+
+
+@member_page("POST")
+async def withdraw(request: HttpRequest, course_id: str) -> HttpResponse:
+    try:
+        await services.enrollment_withdraw(
+            course_id=course_id, user_id=request.user.id, by_admin=False
+        )
+    except (services.AssignedEnrollment, Conflict, NotFound) as exc:
+        messages.error(request, exc.detail)  # assigned, completed or none: nothing written
+    else:
+        messages.success(request, "You have withdrawn from this course.")
+    target = _WITHDRAW_RETURNS.get(request.POST.get("back", ""), "console-my-training")
+    if target == "console-course":
+        return redirect(target, course_id=course_id)
+    return redirect(target)
 
 
 # Admins: courses

@@ -65,6 +65,7 @@ EXPECTED = {
     ("console-catalogue", "GET"): CONSOLE_USER,
     ("console-course", "GET"): CONSOLE_USER,
     ("console-enroll", "POST"): CONSOLE_USER,
+    ("console-withdraw", "POST"): CONSOLE_USER,
     ("console-my-training", "GET"): CONSOLE_USER,
     ("console-manage-courses", "GET"): CONSOLE_ADMIN,
     ("console-course-create", "GET"): CONSOLE_ADMIN,
