@@ -39,13 +39,14 @@ urlpatterns = [
     path(f"{MANAGE}status/", views.course_status, name="console-course-status"),
     path(f"{MANAGE}assign/", views.assign, name="console-assign"),
     path(f"{MANAGE}assign/confirm/", views.assign_confirm, name="console-assign-confirm"),
+    path(f"{MANAGE}assignments/", views.assignments, name="console-assignments"),
     path(
-        f"{MANAGE}assign/reports/<str:report_id>/",
+        f"{MANAGE}assign/reports/<objectid:report_id>/",
         views.assign_report,
         name="console-assign-report",
     ),
     path(
-        f"{MANAGE}assign/reports/<str:report_id>/csv/",
+        f"{MANAGE}assign/reports/<objectid:report_id>/csv/",
         views.assign_report_csv,
         name="console-assign-report-csv",
     ),

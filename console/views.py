@@ -1,12 +1,15 @@
 """The web console's pages: thin views over the services and selectors the API uses."""
 
 import asyncio
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.urls import reverse
+from rest_framework.exceptions import ValidationError
 
 from accounts import selectors as accounts
 from common.errors import Conflict, InvalidInput, NotFound
@@ -24,11 +27,12 @@ from courses.documents import (
     window_contains,
 )
 from courses.repository import now
-from courses.serializers import course_changes
+from courses.serializers import MAX_USER_ID, FutureDateTimeField, course_changes
 
 CATALOGUE_PER_PAGE = 12
 TABLE_PER_PAGE = 20
 REPORT_PER_PAGE = 50
+PREVIEW_ROWS = 500  # a dry run's first rows shown; its counts cover all
 USER_SEARCH_RESULTS = 20
 SORTS = {
     "-created_at": "Newest",
@@ -270,52 +274,82 @@ async def manage_course(request: HttpRequest, course_id: str) -> HttpResponse:
 
 @admin_page("GET", "POST")
 async def assign(request: HttpRequest, course_id: str) -> HttpResponse:
-    """Pick users (search, or paste ids), then preview; the preview's form confirms."""
+    """Pick users (search; or paste ids, usernames or emails), choose a due date, then
+    preview with a dry run; the preview's form confirms."""
     found = await selectors.course_get(course_id=course_id, with_enrolled_users=False)
     source = request.POST if request.method == "POST" else request.GET
     search = source.get("q", "").replace("\x00", "").strip()[:254]
     picked = _ids(source.getlist("picked"))
-    pasted_text = source.get("pasted", "")[:200_000]
     if request.method == "POST" and source.get("action") == "preview":
-        pasted = identifiers.parse_pasted(pasted_text)
-        user_ids = picked + pasted.user_ids
-        errors = []
-        if pasted.not_accepted:
-            shown = ", ".join(pasted.not_accepted[:5])
-            errors.append(f"{identifiers.NOT_YET_ACCEPTED}; not assigned: {shown}.")
-        if not user_ids:
-            errors.append("Pick at least one user, or paste user ids.")
-        if len(user_ids) > settings.ASSIGN_MAX_USERS:
-            errors.append(f"At most {settings.ASSIGN_MAX_USERS} users per assignment.")
+        request_, errors = _requested(source)
         if not errors:
-            return await _preview(request, found, user_ids)
-        picked_users = await _users(picked)
-        context = _panel(found, search, picked_users, [], pasted_text, errors)
+            return await _preview(request, found, request_)
+        context = _panel(found, search, await _users(picked), [], source, errors)
         return await render_page(request, "console/manage/assign.html", context, status=400)
     results = []
     if search:
         _, results = await accounts.user_list(search=search, limit=USER_SEARCH_RESULTS, offset=0)
-    picked_users = await _users(picked)
-    context = _panel(found, search, picked_users, results, pasted_text, [])
+    context = _panel(found, search, await _users(picked), results, source, [])
     return await render_page(request, "console/manage/assign.html", context)
 
 
-def _panel(course, search, picked_users, results, pasted, errors) -> dict:
+@dataclass
+class _Request:
+    """What the panel's form asks for: the picked ids, the pasted text and the due date
+    as sent (the preview carries them to the confirmation), and the users they name."""
+
+    picked: list[int]
+    pasted: str
+    due_text: str
+    due_at: datetime | None
+    items: list[assignment.Requested]
+
+
+def _requested(source) -> tuple[_Request, list[str]]:
+    """The form's users and due date, validated as the API validates them."""
+    errors = []
+    due_text = source.get("due_at", "").replace("\x00", "").strip()[:32]
+    due_at = None
+    if due_text:
+        try:
+            due_at = FutureDateTimeField().run_validation(f"{due_text}Z")
+        except ValidationError as exc:
+            errors.append(f"Due date: {' '.join(str(m) for m in exc.detail)}")
+    picked = _ids(source.getlist("picked"))
+    pasted_text = source.get("pasted", "")[:200_000]
+    pasted = identifiers.parse_pasted(pasted_text, due_at)
+    items = [assignment.Requested(assignment.USER_ID, uid, due_at) for uid in picked]
+    items += pasted.items
+    if pasted.too_long:
+        shown = ", ".join(pasted.too_long[:5])
+        errors.append(f"These name no user (too long, or not a valid id): {shown}.")
+    if not items:
+        errors.append("Pick at least one user, or paste user ids, usernames or emails.")
+    if len(items) > settings.ASSIGN_MAX_USERS:
+        errors.append(f"At most {settings.ASSIGN_MAX_USERS} users per assignment.")
+    return _Request(picked, pasted_text, due_text, due_at, items), errors
+
+
+def _panel(course, search, picked_users, results, source, errors) -> dict:
     picked_ids = {u[0] for u in picked_users}
     return {
         "course": course,
         "q": search,
         "picked_users": picked_users,
         "results": [u for u in results if u.id not in picked_ids],
-        "pasted": pasted,
+        "pasted": source.get("pasted", "")[:200_000],
+        "due_at": source.get("due_at", "")[:32],
         "errors": errors,
         "max_users": settings.ASSIGN_MAX_USERS,
     }
 
 
 def _ids(values: list[str]) -> list[int]:
-    ids = identifiers.parse_pasted(" ".join(values[: settings.ASSIGN_MAX_USERS + 1]))
-    return ids.user_ids
+    return [
+        int(v)
+        for v in values[: settings.ASSIGN_MAX_USERS + 1]
+        if v.isascii() and v.isdigit() and 0 < len(v) < 20 and 1 <= int(v) <= MAX_USER_ID
+    ]
 
 
 async def _users(ids: list[int]) -> list[tuple[int, str, bool]]:
@@ -326,55 +360,79 @@ async def _users(ids: list[int]) -> list[tuple[int, str, bool]]:
     return [found[i] for i in dict.fromkeys(ids) if i in found]
 
 
-async def _preview(request: HttpRequest, course, user_ids: list[int]) -> HttpResponse:
-    distinct = list(dict.fromkeys(user_ids))
-    known = await _users(distinct)
-    known_ids = {row[0] for row in known}
+async def _result_rows(results: list[dict]) -> list[tuple]:
+    """(as requested, user id, username, status) of a report's results."""
+    names = {
+        uid: name for uid, name, _ in await _users([r["user_id"] for r in results if r["user_id"]])
+    }
+    return [
+        (r.get("user", r["user_id"]), r["user_id"], names.get(r["user_id"], ""), r["status"])
+        for r in results
+    ]
+
+
+async def _preview(request: HttpRequest, course, asked: _Request) -> HttpResponse:
+    """The assignment's dry run: the report it would give now, nothing written."""
+    try:
+        report = await assignment.assignment_bulk_create(
+            course_id=course.id,
+            items=asked.items,
+            admin_id=request.user.id,
+            due_at=asked.due_at,
+            dry_run=True,
+        )
+    except Conflict as exc:
+        messages.error(request, exc.detail)
+        return redirect("console-manage-course", course_id=course.id)
+    shown = report.results[:PREVIEW_ROWS]
     context = {
         "course": course,
-        "user_ids": distinct,
-        "active": [row for row in known if row[2]],
-        "inactive": [row for row in known if not row[2]],
-        "unknown": [uid for uid in distinct if uid not in known_ids],
-        "duplicates": len(user_ids) - len(distinct),
+        "asked": asked,
+        "summary": report.summary,
+        "rows": await _result_rows(shown),
+        "hidden_rows": len(report.results) - len(shown),
+        "assignable": report.summary[assignment.ENROLLED] + report.summary["waitlisted"],
     }
     return await render_page(request, "console/manage/assign_preview.html", context)
 
 
 @admin_page("POST")
 async def assign_confirm(request: HttpRequest, course_id: str) -> HttpResponse:
-    user_ids = _ids(request.POST.getlist("user_id"))
-    if not user_ids or len(user_ids) > settings.ASSIGN_MAX_USERS:
-        messages.error(request, "Nothing to assign: pick users again.")
+    asked, errors = _requested(request.POST)
+    if errors:
+        messages.error(request, " ".join(errors))
         return redirect("console-assign", course_id=course_id)
-    found = await selectors.course_get(course_id=course_id, with_enrolled_users=False)
     try:
         report = await assignment.assignment_bulk_create(
-            course_id=course_id,
-            items=[assignment.Requested(assignment.USER_ID, uid) for uid in user_ids],
-            admin_id=request.user.id,
-            with_identifiers=False,
+            course_id=course_id, items=asked.items, admin_id=request.user.id, due_at=asked.due_at
         )
     except Conflict as exc:
         messages.error(request, exc.detail)
         return redirect("console-manage-course", course_id=course_id)
-    report_id = await reports.save(request.session, report, found.course_title)
     return HttpResponseRedirect(
-        reverse("console-assign-report", kwargs={"course_id": course_id, "report_id": report_id})
+        reverse("console-assign-report", kwargs={"course_id": course_id, "report_id": report.id})
     )
+
+
+async def _stored_report(course_id: str, report_id: str):
+    stored = await assignment.assignment_get(assignment_id=report_id)
+    if stored.course_id != course_id:
+        raise NotFound(assignment.ASSIGNMENT_NOT_FOUND)
+    return stored
 
 
 @admin_page()
 async def assign_report(request: HttpRequest, course_id: str, report_id: str) -> HttpResponse:
-    stored = await reports.load(request.session, course_id, report_id)
-    if stored is None:
-        return await _report_gone(request)
-    pager = Pager.from_request(request, per_page=REPORT_PER_PAGE).counted(len(stored.results))
-    rows = stored.results[pager.offset : pager.offset + pager.limit]
-    names = {uid: name for uid, name, _ in await _users([uid for uid, _ in rows])}
+    found, stored = await asyncio.gather(
+        selectors.course_get(course_id=course_id, with_enrolled_users=False),
+        _stored_report(course_id, report_id),
+    )
+    results = stored.results or []
+    pager = Pager.from_request(request, per_page=REPORT_PER_PAGE).counted(len(results))
     context = {
+        "course": found,
         "report": stored,
-        "rows": [(uid, names.get(uid, ""), status) for uid, status in rows],
+        "rows": await _result_rows(results[pager.offset : pager.offset + pager.limit]),
         "pager": pager,
     }
     return await render_page(request, "console/manage/assign_report.html", context)
@@ -382,19 +440,25 @@ async def assign_report(request: HttpRequest, course_id: str, report_id: str) ->
 
 @admin_page()
 async def assign_report_csv(request: HttpRequest, course_id: str, report_id: str) -> HttpResponse:
-    stored = await reports.load(request.session, course_id, report_id)
-    if stored is None:
-        return await _report_gone(request)
-    names = {uid: name for uid, name, _ in await _users([uid for uid, _ in stored.results])}
-    response = HttpResponse(reports.as_csv(stored, names), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="assignment-{course_id}.csv"'
+    stored = await _stored_report(course_id, report_id)
+    rows = await _result_rows(stored.results or [])
+    response = HttpResponse(reports.as_csv(rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="assignment-{report_id}.csv"'
     return response
 
 
-async def _report_gone(request: HttpRequest) -> HttpResponse:
-    detail = (
-        "This assignment report is no longer available: the console keeps the latest "
-        "report of your session only."
+@admin_page()
+async def assignments(request: HttpRequest, course_id: str) -> HttpResponse:
+    """The course's assignment history: its stored reports, newest first."""
+    pager = Pager.from_request(request, per_page=TABLE_PER_PAGE)
+    found, (count, stored) = await asyncio.gather(
+        selectors.course_get(course_id=course_id, with_enrolled_users=False),
+        assignment.assignment_list(course_id=course_id, limit=pager.limit, offset=pager.offset),
     )
-    context = {"title": "Report not found", "detail": detail, "status": 404}
-    return await render_page(request, "console/error.html", context, status=404)
+    admins = {uid: name for uid, name, _ in await _users([s.assigned_by for s in stored])}
+    context = {
+        "course": found,
+        "rows": [(s, admins.get(s.assigned_by, "")) for s in stored],
+        "pager": pager.counted(count),
+    }
+    return await render_page(request, "console/manage/assignments.html", context)

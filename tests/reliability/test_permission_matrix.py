@@ -79,6 +79,7 @@ EXPECTED = {
     ("console-assign-confirm", "POST"): CONSOLE_ADMIN,
     ("console-assign-report", "GET"): CONSOLE_ADMIN,
     ("console-assign-report-csv", "GET"): CONSOLE_ADMIN,
+    ("console-assignments", "GET"): CONSOLE_ADMIN,
 }
 # Plain Django function views answer any method; the table names the one they serve.
 _FUNCTION_VIEW_METHODS = {"healthz": ["GET"], "readyz": ["GET"], "root": ["GET"]}
@@ -134,7 +135,7 @@ def route_url(route: str, course_id: str, user_id: int = 1) -> str:
         route.replace("<objectid:course_id>", course_id)
         .replace("<int:user_id>", str(user_id))
         .replace("<objectid:enrollment_id>", "65f0c0ffee0000000000abcd")
-        .replace("<str:report_id>", "0" * 32)
+        .replace("<objectid:report_id>", course_id)  # names no assignment: a 404 for admins
         .replace("<objectid:assignment_id>", course_id)  # any ObjectId: a 404
         .replace("<objectid:id>", course_id)  # names no job: a 404 for admins
     )
