@@ -35,6 +35,7 @@ urlpatterns = [
     path("manage/courses/", views.manage_courses, name="console-manage-courses"),
     path("manage/courses/new/", views.course_create, name="console-course-create"),
     path(MANAGE, views.manage_course, name="console-manage-course"),
+    path(f"{MANAGE}roster.csv", views.roster_csv, name="console-roster-csv"),
     path(f"{MANAGE}edit/", views.course_edit, name="console-course-edit"),
     path(f"{MANAGE}status/", views.course_status, name="console-course-status"),
     path(f"{MANAGE}assign/", views.assign, name="console-assign"),

@@ -1,19 +1,21 @@
 """The web console's pages: thin views over the services and selectors the API uses."""
 
 import asyncio
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from rest_framework.exceptions import ValidationError
 
 from accounts import selectors as accounts
 from common.errors import Conflict, InvalidInput, NotFound
-from console import identifiers, reports
+from console import charts, identifiers, reports
 from console.forms import CourseForm
 from console.pages import Pager, admin_page, member_page, query_text, render_page
 from courses import assignment, selectors, services
@@ -22,12 +24,19 @@ from courses.documents import (
     COURSE_ARCHIVED,
     COURSE_OPEN,
     COURSE_ORDERINGS,
+    ENROLLMENT_STATUSES,
     WITHDRAWN,
     Enrollment,
     window_contains,
 )
 from courses.repository import now
-from courses.serializers import MAX_USER_ID, FutureDateTimeField, course_changes
+from courses.serializers import (
+    CSV_COLUMNS,
+    MAX_USER_ID,
+    FutureDateTimeField,
+    course_changes,
+    enrollment_csv_row,
+)
 
 CATALOGUE_PER_PAGE = 12
 TABLE_PER_PAGE = 20
@@ -255,18 +264,64 @@ async def course_status(request: HttpRequest, course_id: str) -> HttpResponse:
     return redirect("console-manage-course", course_id=course_id)
 
 
+ROSTER_PER_PAGE = 50
+ROSTER_STATUSES = {"": "All statuses", **{s: s.capitalize() for s in ENROLLMENT_STATUSES}}
+_CURSOR = re.compile(r"[0-9a-f]{24}")
+
+
+def _roster_filter(request: HttpRequest):
+    """The roster's filters from the query string, as the API's `?status=&search=` reads
+    them (an unknown status is all of them)."""
+    status = request.GET.get("status", "")
+    status = status if status in ROSTER_STATUSES else ""
+    search = query_text(request, "search", max_length=150)
+    where = selectors.enrollment_filter(status=status or None, search=search)
+    return status, search, where
+
+
 @admin_page()
 async def manage_course(request: HttpRequest, course_id: str) -> HttpResponse:
-    found = await selectors.course_get(course_id=course_id, with_enrolled_users=True)
-    members = found.enrolled_users or []
-    pager = Pager.from_request(request, per_page=TABLE_PER_PAGE).counted(len(members))
+    """The course, its report's counts as a chart, and its roster (cursor-paged)."""
+    status, search, where = _roster_filter(request)
+    cursor = request.GET.get("cursor", "")
+    cursor = cursor if _CURSOR.fullmatch(cursor) else None
+    report, (page, next_cursor) = await asyncio.gather(
+        selectors.course_report(course_id=course_id),
+        selectors.roster_page(
+            course_id=course_id, where=where, cursor=cursor, limit=ROSTER_PER_PAGE
+        ),
+    )
+    positions = await selectors.waitlist_positions(page)
+    moment = now()
+    filters = {k: v for k, v in (("status", status), ("search", search)) if v}
     context = {
-        "course": found,
-        "members": members[pager.offset : pager.offset + pager.limit],
-        "embedded_limit": settings.COURSE_EMBEDDED_MEMBERS,
-        "pager": pager,
+        "course": report.course,
+        "report": report,
+        "chart": charts.bar_chart(
+            [(s, s.capitalize(), report.counts[s]) for s in ENROLLMENT_STATUSES]
+            + [("overdue", "Overdue", report.overdue)]
+        ),
+        "members": [(e, positions.get(e.id), e.is_overdue(moment)) for e in page],
+        "status": status,
+        "statuses": ROSTER_STATUSES,
+        "search": search,
+        "filter_query": urlencode(filters),
+        "next_query": urlencode({**filters, "cursor": next_cursor}) if next_cursor else "",
+        "paged": cursor is not None,
     }
     return await render_page(request, "console/manage/course.html", context)
+
+
+@admin_page()
+async def roster_csv(request: HttpRequest, course_id: str) -> HttpResponse:
+    """The whole (filtered) roster as CSV, streamed by the selector, as the API's is."""
+    _, _, where = _roster_filter(request)
+    chunks = await selectors.roster_csv(
+        course_id=course_id, where=where, columns=CSV_COLUMNS, row=enrollment_csv_row
+    )
+    response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="roster-{course_id}.csv"'
+    return response
 
 
 # Admins: the assign panel

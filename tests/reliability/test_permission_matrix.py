@@ -80,6 +80,7 @@ EXPECTED = {
     ("console-assign-report", "GET"): CONSOLE_ADMIN,
     ("console-assign-report-csv", "GET"): CONSOLE_ADMIN,
     ("console-assignments", "GET"): CONSOLE_ADMIN,
+    ("console-roster-csv", "GET"): CONSOLE_ADMIN,
 }
 # Plain Django function views answer any method; the table names the one they serve.
 _FUNCTION_VIEW_METHODS = {"healthz": ["GET"], "readyz": ["GET"], "root": ["GET"]}
