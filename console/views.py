@@ -1,24 +1,47 @@
 """The web console's pages: thin views over the services and selectors the API uses."""
 
+import asyncio
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+from rest_framework.exceptions import ValidationError
 
 from accounts import selectors as accounts
-from common.errors import Conflict, InvalidInput
-from console import identifiers, reports
+from common.errors import Conflict, InvalidInput, NotFound
+from console import charts, identifiers, reports
 from console.forms import CourseForm
 from console.pages import Pager, admin_page, member_page, query_text, render_page
 from courses import assignment, selectors, services
-from courses.documents import COURSE_ARCHIVED, COURSE_OPEN, COURSE_ORDERINGS, window_contains
+from courses.documents import (
+    COMPLETED,
+    COURSE_ARCHIVED,
+    COURSE_OPEN,
+    COURSE_ORDERINGS,
+    ENROLLMENT_STATUSES,
+    WITHDRAWN,
+    Enrollment,
+    window_contains,
+)
 from courses.repository import now
-from courses.serializers import course_changes
+from courses.serializers import (
+    CSV_COLUMNS,
+    MAX_USER_ID,
+    FutureDateTimeField,
+    course_changes,
+    enrollment_csv_row,
+)
 
 CATALOGUE_PER_PAGE = 12
 TABLE_PER_PAGE = 20
 REPORT_PER_PAGE = 50
+PREVIEW_ROWS = 500  # a dry run's first rows shown; its counts cover all
 USER_SEARCH_RESULTS = 20
 SORTS = {
     "-created_at": "Newest",
@@ -60,14 +83,30 @@ def _admission(course) -> tuple[bool, str]:
     return True, ""
 
 
+def withdrawal_refusal(enrollment: Enrollment) -> str:
+    """Why the learner may not withdraw this enrollment themselves ("" when they may):
+    the service's rules (services.enrollment_withdraw), said before the button is shown."""
+    if enrollment.status == COMPLETED:
+        return "Completed training stays on your record."
+    if enrollment.status == WITHDRAWN:
+        return "You have withdrawn."
+    if enrollment.source == "admin":
+        return "An admin assigned this training: ask an admin to withdraw you."
+    return ""
+
+
 @member_page()
 async def course(request: HttpRequest, course_id: str) -> HttpResponse:
     found = await selectors.course_get(course_id=course_id, with_enrolled_users=False)
     enrollment = await selectors.enrollment_in_course(course_id=course_id, user_id=request.user.id)
+    position = await selectors.enrollment_position(enrollment) if enrollment else None
     can_enroll, reason = _admission(found)
     context = {
         "course": found,
-        "enrollment": enrollment,
+        "enrollment": enrollment if enrollment and enrollment.status != WITHDRAWN else None,
+        "position": position,
+        "overdue": enrollment is not None and enrollment.is_overdue(now()),
+        "withdraw_refusal": withdrawal_refusal(enrollment) if enrollment else "",
         "can_enroll": can_enroll,
         "refusal": reason,
     }
@@ -93,12 +132,58 @@ async def enroll(request: HttpRequest, course_id: str) -> HttpResponse:
 
 @member_page()
 async def my_training(request: HttpRequest) -> HttpResponse:
+    """Overdue training first (its own table, on the first page), then everything."""
     pager = Pager.from_request(request, per_page=TABLE_PER_PAGE)
-    count, rows = await selectors.enrollment_list_for_user(
-        user_id=request.user.id, limit=pager.limit, offset=pager.offset
+    (count, rows), (overdue_count, overdue) = await asyncio.gather(
+        selectors.enrollment_list_for_user(
+            user_id=request.user.id, limit=pager.limit, offset=pager.offset
+        ),
+        selectors.enrollment_list_for_user(
+            user_id=request.user.id,
+            limit=TABLE_PER_PAGE if pager.number == 1 else 0,
+            offset=0,
+            where=selectors.enrollment_filter(overdue=True),
+        ),
     )
-    context = {"rows": rows, "pager": pager.counted(count)}
+    positions = await selectors.waitlist_positions(row.enrollment for row in rows)
+    moment = now()
+    context = {
+        "rows": [_training_row(row, positions, moment) for row in rows],
+        "overdue": [_training_row(row, {}, moment) for row in overdue],
+        "overdue_count": overdue_count,
+        "pager": pager.counted(count),
+    }
     return await render_page(request, "console/my_training.html", context)
+
+
+def _training_row(row, positions: dict[str, int], moment) -> dict:
+    return {
+        "enrollment": row.enrollment,
+        "course_title": row.course_title,
+        "position": positions.get(row.enrollment.id),
+        "overdue": row.enrollment.is_overdue(moment),
+        "refusal": withdrawal_refusal(row.enrollment),
+    }
+
+
+# The pages a withdrawal may return to (the form says which; nothing else is followed).
+_WITHDRAW_RETURNS = {"course": "console-course", "training": "console-my-training"}
+
+
+@member_page("POST")
+async def withdraw(request: HttpRequest, course_id: str) -> HttpResponse:
+    try:
+        await services.enrollment_withdraw(
+            course_id=course_id, user_id=request.user.id, by_admin=False
+        )
+    except (services.AssignedEnrollment, Conflict, NotFound) as exc:
+        messages.error(request, exc.detail)  # assigned, completed or none: nothing written
+    else:
+        messages.success(request, "You have withdrawn from this course.")
+    target = _WITHDRAW_RETURNS.get(request.POST.get("back", ""), "console-my-training")
+    if target == "console-course":
+        return redirect(target, course_id=course_id)
+    return redirect(target)
 
 
 # Admins: courses
@@ -179,18 +264,64 @@ async def course_status(request: HttpRequest, course_id: str) -> HttpResponse:
     return redirect("console-manage-course", course_id=course_id)
 
 
+ROSTER_PER_PAGE = 50
+ROSTER_STATUSES = {"": "All statuses", **{s: s.capitalize() for s in ENROLLMENT_STATUSES}}
+_CURSOR = re.compile(r"[0-9a-f]{24}")
+
+
+def _roster_filter(request: HttpRequest):
+    """The roster's filters from the query string, as the API's `?status=&search=` reads
+    them (an unknown status is all of them)."""
+    status = request.GET.get("status", "")
+    status = status if status in ROSTER_STATUSES else ""
+    search = query_text(request, "search", max_length=150)
+    where = selectors.enrollment_filter(status=status or None, search=search)
+    return status, search, where
+
+
 @admin_page()
 async def manage_course(request: HttpRequest, course_id: str) -> HttpResponse:
-    found = await selectors.course_get(course_id=course_id, with_enrolled_users=True)
-    members = found.enrolled_users or []
-    pager = Pager.from_request(request, per_page=TABLE_PER_PAGE).counted(len(members))
+    """The course, its report's counts as a chart, and its roster (cursor-paged)."""
+    status, search, where = _roster_filter(request)
+    cursor = request.GET.get("cursor", "")
+    cursor = cursor if _CURSOR.fullmatch(cursor) else None
+    report, (page, next_cursor) = await asyncio.gather(
+        selectors.course_report(course_id=course_id),
+        selectors.roster_page(
+            course_id=course_id, where=where, cursor=cursor, limit=ROSTER_PER_PAGE
+        ),
+    )
+    positions = await selectors.waitlist_positions(page)
+    moment = now()
+    filters = {k: v for k, v in (("status", status), ("search", search)) if v}
     context = {
-        "course": found,
-        "members": members[pager.offset : pager.offset + pager.limit],
-        "embedded_limit": settings.COURSE_EMBEDDED_MEMBERS,
-        "pager": pager,
+        "course": report.course,
+        "report": report,
+        "chart": charts.bar_chart(
+            [(s, s.capitalize(), report.counts[s]) for s in ENROLLMENT_STATUSES]
+            + [("overdue", "Overdue", report.overdue)]
+        ),
+        "members": [(e, positions.get(e.id), e.is_overdue(moment)) for e in page],
+        "status": status,
+        "statuses": ROSTER_STATUSES,
+        "search": search,
+        "filter_query": urlencode(filters),
+        "next_query": urlencode({**filters, "cursor": next_cursor}) if next_cursor else "",
+        "paged": cursor is not None,
     }
     return await render_page(request, "console/manage/course.html", context)
+
+
+@admin_page()
+async def roster_csv(request: HttpRequest, course_id: str) -> HttpResponse:
+    """The whole (filtered) roster as CSV, streamed by the selector, as the API's is."""
+    _, _, where = _roster_filter(request)
+    chunks = await selectors.roster_csv(
+        course_id=course_id, where=where, columns=CSV_COLUMNS, row=enrollment_csv_row
+    )
+    response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="roster-{course_id}.csv"'
+    return response
 
 
 # Admins: the assign panel
@@ -198,52 +329,82 @@ async def manage_course(request: HttpRequest, course_id: str) -> HttpResponse:
 
 @admin_page("GET", "POST")
 async def assign(request: HttpRequest, course_id: str) -> HttpResponse:
-    """Pick users (search, or paste ids), then preview; the preview's form confirms."""
+    """Pick users (search; or paste ids, usernames or emails), choose a due date, then
+    preview with a dry run; the preview's form confirms."""
     found = await selectors.course_get(course_id=course_id, with_enrolled_users=False)
     source = request.POST if request.method == "POST" else request.GET
     search = source.get("q", "").replace("\x00", "").strip()[:254]
     picked = _ids(source.getlist("picked"))
-    pasted_text = source.get("pasted", "")[:200_000]
     if request.method == "POST" and source.get("action") == "preview":
-        pasted = identifiers.parse_pasted(pasted_text)
-        user_ids = picked + pasted.user_ids
-        errors = []
-        if pasted.not_accepted:
-            shown = ", ".join(pasted.not_accepted[:5])
-            errors.append(f"{identifiers.NOT_YET_ACCEPTED}; not assigned: {shown}.")
-        if not user_ids:
-            errors.append("Pick at least one user, or paste user ids.")
-        if len(user_ids) > settings.ASSIGN_MAX_USERS:
-            errors.append(f"At most {settings.ASSIGN_MAX_USERS} users per assignment.")
+        request_, errors = _requested(source)
         if not errors:
-            return await _preview(request, found, user_ids)
-        picked_users = await _users(picked)
-        context = _panel(found, search, picked_users, [], pasted_text, errors)
+            return await _preview(request, found, request_)
+        context = _panel(found, search, await _users(picked), [], source, errors)
         return await render_page(request, "console/manage/assign.html", context, status=400)
     results = []
     if search:
         _, results = await accounts.user_list(search=search, limit=USER_SEARCH_RESULTS, offset=0)
-    picked_users = await _users(picked)
-    context = _panel(found, search, picked_users, results, pasted_text, [])
+    context = _panel(found, search, await _users(picked), results, source, [])
     return await render_page(request, "console/manage/assign.html", context)
 
 
-def _panel(course, search, picked_users, results, pasted, errors) -> dict:
+@dataclass
+class _Request:
+    """What the panel's form asks for: the picked ids, the pasted text and the due date
+    as sent (the preview carries them to the confirmation), and the users they name."""
+
+    picked: list[int]
+    pasted: str
+    due_text: str
+    due_at: datetime | None
+    items: list[assignment.Requested]
+
+
+def _requested(source) -> tuple[_Request, list[str]]:
+    """The form's users and due date, validated as the API validates them."""
+    errors = []
+    due_text = source.get("due_at", "").replace("\x00", "").strip()[:32]
+    due_at = None
+    if due_text:
+        try:
+            due_at = FutureDateTimeField().run_validation(f"{due_text}Z")
+        except ValidationError as exc:
+            errors.append(f"Due date: {' '.join(str(m) for m in exc.detail)}")
+    picked = _ids(source.getlist("picked"))
+    pasted_text = source.get("pasted", "")[:200_000]
+    pasted = identifiers.parse_pasted(pasted_text, due_at)
+    items = [assignment.Requested(assignment.USER_ID, uid, due_at) for uid in picked]
+    items += pasted.items
+    if pasted.too_long:
+        shown = ", ".join(pasted.too_long[:5])
+        errors.append(f"These name no user (too long, or not a valid id): {shown}.")
+    if not items:
+        errors.append("Pick at least one user, or paste user ids, usernames or emails.")
+    if len(items) > settings.ASSIGN_MAX_USERS:
+        errors.append(f"At most {settings.ASSIGN_MAX_USERS} users per assignment.")
+    return _Request(picked, pasted_text, due_text, due_at, items), errors
+
+
+def _panel(course, search, picked_users, results, source, errors) -> dict:
     picked_ids = {u[0] for u in picked_users}
     return {
         "course": course,
         "q": search,
         "picked_users": picked_users,
         "results": [u for u in results if u.id not in picked_ids],
-        "pasted": pasted,
+        "pasted": source.get("pasted", "")[:200_000],
+        "due_at": source.get("due_at", "")[:32],
         "errors": errors,
         "max_users": settings.ASSIGN_MAX_USERS,
     }
 
 
 def _ids(values: list[str]) -> list[int]:
-    ids = identifiers.parse_pasted(" ".join(values[: settings.ASSIGN_MAX_USERS + 1]))
-    return ids.user_ids
+    return [
+        int(v)
+        for v in values[: settings.ASSIGN_MAX_USERS + 1]
+        if v.isascii() and v.isdigit() and 0 < len(v) < 20 and 1 <= int(v) <= MAX_USER_ID
+    ]
 
 
 async def _users(ids: list[int]) -> list[tuple[int, str, bool]]:
@@ -254,55 +415,79 @@ async def _users(ids: list[int]) -> list[tuple[int, str, bool]]:
     return [found[i] for i in dict.fromkeys(ids) if i in found]
 
 
-async def _preview(request: HttpRequest, course, user_ids: list[int]) -> HttpResponse:
-    distinct = list(dict.fromkeys(user_ids))
-    known = await _users(distinct)
-    known_ids = {row[0] for row in known}
+async def _result_rows(results: list[dict]) -> list[tuple]:
+    """(as requested, user id, username, status) of a report's results."""
+    names = {
+        uid: name for uid, name, _ in await _users([r["user_id"] for r in results if r["user_id"]])
+    }
+    return [
+        (r.get("user", r["user_id"]), r["user_id"], names.get(r["user_id"], ""), r["status"])
+        for r in results
+    ]
+
+
+async def _preview(request: HttpRequest, course, asked: _Request) -> HttpResponse:
+    """The assignment's dry run: the report it would give now, nothing written."""
+    try:
+        report = await assignment.assignment_bulk_create(
+            course_id=course.id,
+            items=asked.items,
+            admin_id=request.user.id,
+            due_at=asked.due_at,
+            dry_run=True,
+        )
+    except Conflict as exc:
+        messages.error(request, exc.detail)
+        return redirect("console-manage-course", course_id=course.id)
+    shown = report.results[:PREVIEW_ROWS]
     context = {
         "course": course,
-        "user_ids": distinct,
-        "active": [row for row in known if row[2]],
-        "inactive": [row for row in known if not row[2]],
-        "unknown": [uid for uid in distinct if uid not in known_ids],
-        "duplicates": len(user_ids) - len(distinct),
+        "asked": asked,
+        "summary": report.summary,
+        "rows": await _result_rows(shown),
+        "hidden_rows": len(report.results) - len(shown),
+        "assignable": report.summary[assignment.ENROLLED] + report.summary["waitlisted"],
     }
     return await render_page(request, "console/manage/assign_preview.html", context)
 
 
 @admin_page("POST")
 async def assign_confirm(request: HttpRequest, course_id: str) -> HttpResponse:
-    user_ids = _ids(request.POST.getlist("user_id"))
-    if not user_ids or len(user_ids) > settings.ASSIGN_MAX_USERS:
-        messages.error(request, "Nothing to assign: pick users again.")
+    asked, errors = _requested(request.POST)
+    if errors:
+        messages.error(request, " ".join(errors))
         return redirect("console-assign", course_id=course_id)
-    found = await selectors.course_get(course_id=course_id, with_enrolled_users=False)
     try:
         report = await assignment.assignment_bulk_create(
-            course_id=course_id,
-            items=[assignment.Requested(assignment.USER_ID, uid) for uid in user_ids],
-            admin_id=request.user.id,
-            with_identifiers=False,
+            course_id=course_id, items=asked.items, admin_id=request.user.id, due_at=asked.due_at
         )
     except Conflict as exc:
         messages.error(request, exc.detail)
         return redirect("console-manage-course", course_id=course_id)
-    report_id = await reports.save(request.session, report, found.course_title)
     return HttpResponseRedirect(
-        reverse("console-assign-report", kwargs={"course_id": course_id, "report_id": report_id})
+        reverse("console-assign-report", kwargs={"course_id": course_id, "report_id": report.id})
     )
+
+
+async def _stored_report(course_id: str, report_id: str):
+    stored = await assignment.assignment_get(assignment_id=report_id)
+    if stored.course_id != course_id:
+        raise NotFound(assignment.ASSIGNMENT_NOT_FOUND)
+    return stored
 
 
 @admin_page()
 async def assign_report(request: HttpRequest, course_id: str, report_id: str) -> HttpResponse:
-    stored = await reports.load(request.session, course_id, report_id)
-    if stored is None:
-        return await _report_gone(request)
-    pager = Pager.from_request(request, per_page=REPORT_PER_PAGE).counted(len(stored.results))
-    rows = stored.results[pager.offset : pager.offset + pager.limit]
-    names = {uid: name for uid, name, _ in await _users([uid for uid, _ in rows])}
+    found, stored = await asyncio.gather(
+        selectors.course_get(course_id=course_id, with_enrolled_users=False),
+        _stored_report(course_id, report_id),
+    )
+    results = stored.results or []
+    pager = Pager.from_request(request, per_page=REPORT_PER_PAGE).counted(len(results))
     context = {
+        "course": found,
         "report": stored,
-        "rows": [(uid, names.get(uid, ""), status) for uid, status in rows],
+        "rows": await _result_rows(results[pager.offset : pager.offset + pager.limit]),
         "pager": pager,
     }
     return await render_page(request, "console/manage/assign_report.html", context)
@@ -310,19 +495,25 @@ async def assign_report(request: HttpRequest, course_id: str, report_id: str) ->
 
 @admin_page()
 async def assign_report_csv(request: HttpRequest, course_id: str, report_id: str) -> HttpResponse:
-    stored = await reports.load(request.session, course_id, report_id)
-    if stored is None:
-        return await _report_gone(request)
-    names = {uid: name for uid, name, _ in await _users([uid for uid, _ in stored.results])}
-    response = HttpResponse(reports.as_csv(stored, names), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="assignment-{course_id}.csv"'
+    stored = await _stored_report(course_id, report_id)
+    rows = await _result_rows(stored.results or [])
+    response = HttpResponse(reports.as_csv(rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="assignment-{report_id}.csv"'
     return response
 
 
-async def _report_gone(request: HttpRequest) -> HttpResponse:
-    detail = (
-        "This assignment report is no longer available: the console keeps the latest "
-        "report of your session only."
+@admin_page()
+async def assignments(request: HttpRequest, course_id: str) -> HttpResponse:
+    """The course's assignment history: its stored reports, newest first."""
+    pager = Pager.from_request(request, per_page=TABLE_PER_PAGE)
+    found, (count, stored) = await asyncio.gather(
+        selectors.course_get(course_id=course_id, with_enrolled_users=False),
+        assignment.assignment_list(course_id=course_id, limit=pager.limit, offset=pager.offset),
     )
-    context = {"title": "Report not found", "detail": detail, "status": 404}
-    return await render_page(request, "console/error.html", context, status=404)
+    admins = {uid: name for uid, name, _ in await _users([s.assigned_by for s in stored])}
+    context = {
+        "course": found,
+        "rows": [(s, admins.get(s.assigned_by, "")) for s in stored],
+        "pager": pager.counted(count),
+    }
+    return await render_page(request, "console/manage/assignments.html", context)

@@ -268,10 +268,13 @@ async def test_admin_assigns_picked_and_pasted_users_and_downloads_the_report(
     assert preview.status_code == 200
     assert "Confirm and assign 4 users" in preview.text
     assert await selectors.enrollment_in_course(course_id=course["id"], user_id=picked.id) is None
-    hidden = re.findall(r'name="user_id" value="(\d+)"', preview.text)
     confirm = await api.post(
         f"{assign}confirm/",
-        data={"user_id": hidden, "csrfmiddlewaretoken": csrf_from(preview.text)},
+        data={
+            "picked": [str(picked.id)],
+            "pasted": ids,
+            "csrfmiddlewaretoken": csrf_from(preview.text),
+        },
     )
     assert confirm.status_code == 302
     report = await api.get(confirm.headers["Location"])
@@ -283,12 +286,12 @@ async def test_admin_assigns_picked_and_pasted_users_and_downloads_the_report(
     csv_response = await api.get(confirm.headers["Location"] + "csv/")
     assert csv_response.headers["Content-Type"].startswith("text/csv")
     lines = csv_response.text.splitlines()
-    assert lines[0] == "user_id,username,status"
-    assert f"{picked.id},picked_one,enrolled" in lines
-    assert "999999,,not_found" in lines
+    assert lines[0] == "user,user_id,username,status"
+    assert f"{picked.id},{picked.id},picked_one,enrolled" in lines
+    assert "999999,,,not_found" in lines
 
 
-async def test_pasted_usernames_wait_for_bulk_v2_and_nothing_is_written(
+async def test_bad_pasted_tokens_and_an_empty_list_are_refused_and_nothing_is_written(
     api, console_as, create_course, make_user
 ):
     course = await create_course()
@@ -296,23 +299,37 @@ async def test_pasted_usernames_wait_for_bulk_v2_and_nothing_is_written(
     other = await make_user()
     assign = f"/console/manage/courses/{course['id']}/assign/"
     response = await post_form(
-        api, assign, {"action": "preview", "pasted": f"{other.id}\nsomeone@example.com"}
+        api, assign, {"action": "preview", "pasted": f"{other.id}\n{'x' * 300}@example.com"}
     )
     assert response.status_code == 400
-    assert "someone@example.com" in response.text
-    assert "Usernames and emails are accepted once bulk assignment v2 lands" in response.text
+    assert "These name no user" in response.text
     empty = await post_form(api, assign, {"action": "preview", "pasted": ""})
     assert empty.status_code == 400
     assert "Pick at least one user" in empty.text
+    past = await post_form(
+        api, assign, {"action": "preview", "pasted": str(other.id), "due_at": "2001-01-01T10:00"}
+    )
+    assert past.status_code == 400
+    assert "Due date: Must be in the future." in past.text
     assert await selectors.enrollment_in_course(course_id=course["id"], user_id=other.id) is None
 
 
-async def test_a_report_of_another_session_is_not_shown(api, console_as, create_course):
+async def test_a_report_of_another_course_or_an_unknown_one_is_a_404(
+    api, console_as, create_course, make_user
+):
     course = await create_course()
-    await console_as(is_staff=True)
-    url = f"/console/manage/courses/{course['id']}/assign/reports/{'a' * 32}/"
-    assert (await api.get(url)).status_code == 404
-    assert (await api.get(url + "csv/")).status_code == 404
+    other_course = await create_course()
+    admin = await console_as(is_staff=True)
+    user = await make_user()
+    stored = await assignment.assignment_bulk_create(
+        course_id=other_course["id"],
+        items=[assignment.Requested(assignment.USER_ID, user.id)],
+        admin_id=admin.id,
+    )
+    for report_id in ("a" * 24, stored.id):
+        url = f"/console/manage/courses/{course['id']}/assign/reports/{report_id}/"
+        assert (await api.get(url)).status_code == 404
+        assert (await api.get(url + "csv/")).status_code == 404
 
 
 async def test_admin_course_page_lists_enrolled_users(api, console_as, create_course, make_user):

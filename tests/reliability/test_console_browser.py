@@ -130,6 +130,10 @@ def test_learner_finds_a_course_enrolls_and_sees_it_in_my_training(page, shots):
     row = page.get_by_role("row", name="Incident Response Basics")
     assert row.get_by_text("Self-enrolled").is_visible()
     check_page(page, shots, "04-my-training")
+    row.get_by_role("button", name="Withdraw from Incident Response Basics").click()
+    page.get_by_text("You have withdrawn from this course.").wait_for()
+    assert row.get_by_text("Withdrawn", exact=True).is_visible()
+    assert row.get_by_role("button").count() == 0  # nothing left to withdraw from
     page.goto("/console/manage/courses/")
     assert page.get_by_role("heading", name="Admins only").is_visible()
     check_page(page, shots, "05-forbidden")
@@ -172,7 +176,7 @@ def test_admin_assigns_thirty_users_by_search_and_paste_and_downloads_the_report
     page.keyboard.press("Enter")  # the search button is the form's first: Enter searches
     page.get_by_role("checkbox", name="bulk2 ").check()
     pasted = "\n".join(str(uid) for uid in bulk[10:38]) + "\n999999999"
-    page.get_by_label("User ids").fill(pasted)
+    page.get_by_label("User ids, usernames or emails").fill(pasted)
     check_page(page, shots, "09-assign-panel")
     page.get_by_role("button", name="Preview assignment").click()
     page.get_by_role("button", name="Confirm and assign 30 users").wait_for()

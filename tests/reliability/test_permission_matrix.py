@@ -65,6 +65,7 @@ EXPECTED = {
     ("console-catalogue", "GET"): CONSOLE_USER,
     ("console-course", "GET"): CONSOLE_USER,
     ("console-enroll", "POST"): CONSOLE_USER,
+    ("console-withdraw", "POST"): CONSOLE_USER,
     ("console-my-training", "GET"): CONSOLE_USER,
     ("console-manage-courses", "GET"): CONSOLE_ADMIN,
     ("console-course-create", "GET"): CONSOLE_ADMIN,
@@ -78,6 +79,8 @@ EXPECTED = {
     ("console-assign-confirm", "POST"): CONSOLE_ADMIN,
     ("console-assign-report", "GET"): CONSOLE_ADMIN,
     ("console-assign-report-csv", "GET"): CONSOLE_ADMIN,
+    ("console-assignments", "GET"): CONSOLE_ADMIN,
+    ("console-roster-csv", "GET"): CONSOLE_ADMIN,
 }
 # Plain Django function views answer any method; the table names the one they serve.
 _FUNCTION_VIEW_METHODS = {"healthz": ["GET"], "readyz": ["GET"], "root": ["GET"]}
@@ -133,7 +136,7 @@ def route_url(route: str, course_id: str, user_id: int = 1) -> str:
         route.replace("<objectid:course_id>", course_id)
         .replace("<int:user_id>", str(user_id))
         .replace("<objectid:enrollment_id>", "65f0c0ffee0000000000abcd")
-        .replace("<str:report_id>", "0" * 32)
+        .replace("<objectid:report_id>", course_id)  # names no assignment: a 404 for admins
         .replace("<objectid:assignment_id>", course_id)  # any ObjectId: a 404
         .replace("<objectid:id>", course_id)  # names no job: a 404 for admins
     )
