@@ -63,6 +63,11 @@ LEDGER = os.environ.get("LOADTEST_LEDGER", "")
 AUTH_HOST = os.environ.get("LOADTEST_AUTH_HOST", "")  # "" = the host under test
 COHORT_SIZE = 500
 UNKNOWN_IDS_PER_COHORT = 2
+# Think time of the users hammering one course (spike, lifecycle).
+HOT_WAIT = between(
+    float(os.environ.get("LOADTEST_WAIT_MIN", "0.1")),
+    float(os.environ.get("LOADTEST_WAIT_MAX", "0.5")),
+)
 RETRY_STATUSES = {0, 502, 503, 504}  # 0: connection error (FastHttpUser)
 MAX_ATTEMPTS = 8
 PASSWORD = "Lt-" + uuid.uuid4().hex[:12] + "-9q!"  # one per run; not similar to usernames
@@ -264,10 +269,7 @@ class SpikeUser(ApiUser):
 
     scenario = "spike"
     weight = 10
-    wait_time = between(
-        float(os.environ.get("LOADTEST_WAIT_MIN", "0.1")),
-        float(os.environ.get("LOADTEST_WAIT_MAX", "0.5")),
-    )
+    wait_time = HOT_WAIT
 
     def on_start(self) -> None:
         super().on_start()
@@ -474,10 +476,7 @@ class LifecycleUser(ApiUser):
 
     scenario = "lifecycle"
     weight = 10
-    wait_time = between(
-        float(os.environ.get("LOADTEST_WAIT_MIN", "0.1")),
-        float(os.environ.get("LOADTEST_WAIT_MAX", "0.5")),
-    )
+    wait_time = HOT_WAIT
     STATUSES = ("active", "waitlisted")
 
     def on_start(self) -> None:

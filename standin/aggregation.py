@@ -84,16 +84,11 @@ def _counted_by_index(
     filt, spec = stages[0][1], stages[1][1]
     if not isinstance(filt, dict) or not isinstance(spec, dict) or "_id" not in spec:
         return None
-    constants = {}
-    for field, accumulator in spec.items():
-        if field == "_id":
-            continue
-        if not isinstance(accumulator, dict) or list(accumulator) != ["$sum"]:
-            return None
-        operand = accumulator["$sum"]
-        if not isinstance(operand, int) or isinstance(operand, bool):
-            return None
-        constants[field] = operand
+    constants = _sum_operands(spec)
+    if constants is None or not all(
+        isinstance(c, int) and not isinstance(c, bool) for c in constants.values()
+    ):
+        return None
     group_id = spec["_id"]
     if isinstance(group_id, str) and group_id.startswith("$"):
         if "." in group_id:
@@ -173,13 +168,11 @@ def _group(docs: list[Doc], spec: Any) -> list[Doc] | None:
     key_of = _group_key(group_id)
     if key_of is None:
         return None
+    operands = _sum_operands(spec)
+    if operands is None:
+        return None
     summers: list[tuple[str, Callable[[Doc], Any]]] = []
-    for field, accumulator in spec.items():
-        if field == "_id":
-            continue
-        if not isinstance(accumulator, dict) or list(accumulator) != ["$sum"]:
-            return None
-        operand = accumulator["$sum"]
+    for field, operand in operands.items():
         if isinstance(operand, str) and operand.startswith("$"):
             summers.append((field, _path_getter(operand[1:])))
         elif isinstance(operand, int | float) and not isinstance(operand, bool):
@@ -196,6 +189,18 @@ def _group(docs: list[Doc], spec: Any) -> list[Doc] | None:
         for field, getter in summers:
             totals[field] = _add(totals[field], getter(doc))
     return [{"_id": value, **totals} for value, totals in groups.values()]
+
+
+def _sum_operands(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """{output field: operand} of a ``$group`` whose accumulators are all ``$sum``; else None."""
+    operands = {}
+    for field, accumulator in spec.items():
+        if field == "_id":
+            continue
+        if not isinstance(accumulator, dict) or list(accumulator) != ["$sum"]:
+            return None
+        operands[field] = accumulator["$sum"]
+    return operands
 
 
 def _group_key(group_id: Any) -> Callable[[Doc], Any] | None:
