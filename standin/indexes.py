@@ -65,6 +65,9 @@ class Index:
         # prefix of all fields but the last -> SortedList of (sort key of the last field,
         # natural order, id key): built on first use by the collection, then maintained.
         self.ordered: dict[KeyTuple, SortedList] = {}
+        # prefix of all fields but the last -> {BSON type bracket of the last field: keys},
+        # kept always: a range in a bracket no document has is empty without sorting.
+        self.brackets: dict[KeyTuple, dict[int, int]] = {}
         self.multikey = False
 
     def keys_for(self, doc: dict[str, Any]) -> list[KeyTuple]:
@@ -123,9 +126,13 @@ class Index:
             for length, counts in enumerate(self.children, start=1):
                 child = counts.setdefault(key[:length], {})
                 child[key[length]] = child.get(key[length], 0) + 1
+            entry = self.order_entry(doc, seq, id_key) if doc is not None else None
+            if entry is not None:
+                held = self.brackets.setdefault(key[:-1], {})
+                held[entry[0][0]] = held.get(entry[0][0], 0) + 1
             ordered = self.ordered.get(key[:-1]) if self.ordered else None
             if ordered is not None:
-                ordered.add(self.order_entry(doc, seq, id_key))
+                ordered.add(entry)
 
     def remove(
         self, id_key: IdKey, keys: Iterable[KeyTuple], doc: Any = None, seq: int = 0
@@ -141,9 +148,17 @@ class Index:
                         del child[key[length]]
                         if not child:
                             del counts[key[:length]]
+            entry = self.order_entry(doc, seq, id_key) if doc is not None else None
+            held = self.brackets.get(key[:-1]) if entry is not None else None
+            if held is not None and entry[0][0] in held:
+                held[entry[0][0]] -= 1
+                if not held[entry[0][0]]:
+                    del held[entry[0][0]]
+                    if not held:
+                        del self.brackets[key[:-1]]
             ordered = self.ordered.get(key[:-1]) if self.ordered else None
             if ordered is not None:
-                ordered.discard(self.order_entry(doc, seq, id_key))
+                ordered.discard(entry)
             for length, mapping in enumerate(self.maps, start=1):
                 prefix = key[:length]
                 holders = mapping.get(prefix)
@@ -165,6 +180,7 @@ class Index:
         self.maps = [{} for _ in self.fields]
         self.children = [{} for _ in self.fields[1:-1]]
         self.ordered = {}
+        self.brackets = {}
         self.multikey = False
 
 

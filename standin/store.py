@@ -287,7 +287,10 @@ class Collection:
                 bounds = _range_bounds(condition)
                 if found is None or bounds is None or None in bounds:
                     return None
-                ordered = self._ordered(*found)
+                index, prefix = found
+                if not index.brackets.get(prefix, {}).get(bounds[0][0][0]):
+                    return 0  # no value of that type under the prefix: nothing to sort
+                ordered = self._ordered(index, prefix)
                 return max(ordered.bisect_left(bounds[1]) - ordered.bisect_left(bounds[0]), 0)
         return None
 
