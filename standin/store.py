@@ -212,13 +212,15 @@ class Collection:
         self, filt: dict[str, Any], last: str, extra_ok: bool
     ) -> tuple[Index, KeyTuple] | None:
         """An index whose fields are equality conditions of ``filt`` (one value each) and then
-        ``last``, usable in order (ordinary, not multikey, sparse or partial), with the
-        prefix of key values; with ``extra_ok`` False, ``filt`` may hold nothing else but
+        ``last``, usable in order (ordinary, not multikey, sparse or partial), and holding
+        every equality of ``filt`` (else an index on more of them may narrow further), with
+        the prefix of key values; with ``extra_ok`` False, ``filt`` may hold nothing else but
         a condition on ``last``."""
         equalities = _equality_conditions(filt)
         for index in self.indexes.values():
             if (
-                not index.maintained
+                not set(equalities) <= set(index.fields)  # another index may narrow more
+                or not index.maintained
                 or index.multikey
                 or index.sparse
                 or index.partial is not None

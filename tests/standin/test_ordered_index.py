@@ -145,6 +145,8 @@ def test_the_planner_answers_from_the_index_without_a_scan() -> None:
     assert [d["_id"] for d in page or []] == ids[40:45]
     assert counts == {"active": 25, "waitlisted": 25}
     assert overdue == 0
+    # but not a query with an equality the ordered index lacks (another may narrow it)
+    assert coll.find_ordered({"course_id": course, "user_id": 3}, {"_id": 1}, 5) is None
     # and a range in a type no document holds (no due dates at all) sorts nothing
     assert coll.indexes["due"].ordered == {}
 
