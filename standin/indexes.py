@@ -116,6 +116,10 @@ class Index:
         return None
 
     def add(self, id_key: IdKey, keys: Iterable[KeyTuple], doc: Any = None, seq: int = 0) -> None:
+        # Ordered paths serve non-multikey indexes only: one entry per document, made once.
+        entry = (
+            self.order_entry(doc, seq, id_key) if doc is not None and not self.multikey else None
+        )
         for key in keys:
             for length, mapping in enumerate(self.maps, start=1):
                 holders = mapping.get(key[:length])
@@ -126,11 +130,10 @@ class Index:
             for length, counts in enumerate(self.children, start=1):
                 child = counts.setdefault(key[:length], {})
                 child[key[length]] = child.get(key[length], 0) + 1
-            entry = self.order_entry(doc, seq, id_key) if doc is not None else None
             if entry is not None:
                 held = self.brackets.setdefault(key[:-1], {})
                 held[entry[0][0]] = held.get(entry[0][0], 0) + 1
-            ordered = self.ordered.get(key[:-1]) if self.ordered else None
+            ordered = self.ordered.get(key[:-1]) if self.ordered and entry else None
             if ordered is not None:
                 ordered.add(entry)
 
@@ -139,6 +142,9 @@ class Index:
     ) -> None:
         # Callers always pass *all* keys of the document, so dropping the id from every prefix
         # bucket is correct even when several keys share a prefix.
+        entry = (
+            self.order_entry(doc, seq, id_key) if doc is not None and not self.multikey else None
+        )
         for key in keys:
             for length, counts in enumerate(self.children, start=1):
                 child = counts.get(key[:length])
@@ -148,7 +154,6 @@ class Index:
                         del child[key[length]]
                         if not child:
                             del counts[key[:length]]
-            entry = self.order_entry(doc, seq, id_key) if doc is not None else None
             held = self.brackets.get(key[:-1]) if entry is not None else None
             if held is not None and entry[0][0] in held:
                 held[entry[0][0]] -= 1
@@ -156,7 +161,7 @@ class Index:
                     del held[entry[0][0]]
                     if not held:
                         del self.brackets[key[:-1]]
-            ordered = self.ordered.get(key[:-1]) if self.ordered else None
+            ordered = self.ordered.get(key[:-1]) if self.ordered and entry else None
             if ordered is not None:
                 ordered.discard(entry)
             for length, mapping in enumerate(self.maps, start=1):
