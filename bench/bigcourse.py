@@ -7,10 +7,16 @@ members built the same way. Measured: the time and the stand-in memory it took t
 the size of both course documents, and then, interleaved in rounds, first-time and repeat
 enrolls into each course: the server CPU per request and latency must not depend on the
 course's size (docs/scaling.md, "Membership model").
+
+Then the admin's reads of the big course, one request at a time (median of
+`READ_REQUESTS` after `READ_WARMUP`): a roster page of 100 (`GET .../enrollments/?limit=100`)
+at the start and deep into the course (a cursor 90 % of the way in), and the course report
+(`GET .../report/`); each must stay under `READ_TARGET_MS` (issue 13).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -36,6 +42,10 @@ LATENCY_FIRST = 100
 # Rounds of this section: more than the ladder's, because on a shared machine a window is
 # easily disturbed; figures are medians over rounds, as in the ladder.
 ROUNDS, QUICK_ROUNDS = 5, 2
+# The admin's reads of the big course: medians of this many requests, one at a time.
+READ_REQUESTS, READ_WARMUP = 15, 2
+READ_TARGET_MS = 50.0
+DEEP_FRACTION = 0.9
 
 
 def _rss_mib(pid: int | None) -> float | None:
@@ -57,6 +67,59 @@ async def _build(api: Api, course: str, ids: list[int]) -> tuple[float, int]:
         if report["summary"]["enrolled"] != len(ids[start : start + CHUNK]):
             raise RuntimeError(f"bulk build answered {report['summary']}")
     return time.perf_counter() - started, requests
+
+
+def _deep_cursor(uri: str, db: str, course: str, skip: int) -> str:
+    """The id of the course's enrollment `skip` places in (insertion order, which is `_id`
+    order for a course built by one client), to start a roster page deep in the course."""
+    client: MongoClient = MongoClient(uri)
+    try:
+        doc = client[db].enrollments.find_one(
+            {"course_id": bson.ObjectId(course)}, {"_id": 1}, skip=skip, sort=[("_id", 1)]
+        )
+        if doc is None:
+            raise RuntimeError(f"no enrollment {skip} places into the course")
+        return str(doc["_id"])
+    finally:
+        client.close()
+
+
+async def _read_latency(api: Api, path: str, token: str) -> dict[str, Any]:
+    """Latency of one admin GET, one request at a time: median, min and max in ms."""
+    raw = encode_request("GET", path, host=HOST, token=token)
+    times = []
+    for i in range(READ_WARMUP + READ_REQUESTS):
+        started = time.perf_counter()
+        status, body = await api.pool.one(raw)
+        elapsed = (time.perf_counter() - started) * 1000
+        if status != 200:
+            raise RuntimeError(f"GET {path} answered {status}: {body[:300]!r}")
+        if i >= READ_WARMUP:
+            times.append(elapsed)
+    return {
+        "path": path,
+        "requests": len(times),
+        "p50_ms": statistics.median(times),
+        "min_ms": min(times),
+        "max_ms": max(times),
+    }
+
+
+async def measure_reads(bench: Bench, course: str, members: int, log: Callable[[str], None]):
+    """The roster's first page, a deep page, and the report of the big course."""
+    stack, token = bench.stack, bench.work.seeded.admin_token
+    deep = _deep_cursor(stack.mongo_uri, stack.db_name, course, int(members * DEEP_FRACTION))
+    reads = {}
+    async with Pool("127.0.0.1", stack.servers["api"].port, 1) as pool:
+        api = Api(pool, token)
+        for key, path in (
+            ("roster_first_page", f"/api/courses/{course}/enrollments/?limit=100"),
+            ("roster_deep_page", f"/api/courses/{course}/enrollments/?limit=100&cursor={deep}"),
+            ("report", f"/api/courses/{course}/report/"),
+        ):
+            reads[key] = await _read_latency(api, path, token)
+            log(f"big course {key}: p50 {reads[key]['p50_ms']:.2f} ms")
+    return reads
 
 
 def _document_bytes(uri: str, db: str, course: str) -> int:
@@ -131,6 +194,7 @@ async def measure(bench: Bench, log: Callable[[str], None]) -> dict[str, Any]:
         summaries[key] = Summary.of([w for w in windows if w.rung == key])
     return {
         "members": len(members),
+        "big_course_id": big,
         "concurrency": settings.concurrency,
         "rounds": QUICK_ROUNDS if settings.quick else ROUNDS,
         "small_members": SMALL,
@@ -143,6 +207,13 @@ async def measure(bench: Bench, log: Callable[[str], None]) -> dict[str, Any]:
         "detail_enrollers": detail["enrollers"],
         "summaries": {key: s.__dict__ for key, s in sorted(summaries.items())},
     }
+
+
+async def measure_all(bench: Bench, log: Callable[[str], None]) -> dict[str, Any]:
+    """The section: the enroll rounds, then the admin's reads of the big course."""
+    results = await measure(bench, log)
+    results["reads"] = await measure_reads(bench, results["big_course_id"], results["members"], log)
+    return results
 
 
 def _diff(small: float, big: float) -> str:
@@ -196,6 +267,32 @@ def lines(results: dict[str, Any]) -> list[str]:
         if s[f"members_1k_{k}"][m]
     )
     out += ["", f"Largest difference: {worst * 100:.1f} % (target < 10 %)."]
+    return [*out, *read_lines(big)]
+
+
+def read_lines(big: dict[str, Any]) -> list[str]:
+    """The admin reads of the big course (roster pages, report) against READ_TARGET_MS."""
+    reads = big.get("reads")
+    if not reads:
+        return []
+    out = [
+        "",
+        f"Admin reads of the {big['members']:,}-member course, one request at a time "
+        f"(median of {READ_REQUESTS}; target < {READ_TARGET_MS:g} ms each):",
+        "",
+        "| request | p50 ms | min ms | max ms | under target |",
+        "|---|---|---|---|---|",
+    ]
+    for key, label in (
+        ("roster_first_page", "roster, first page of 100"),
+        ("roster_deep_page", f"roster, page of 100 at {DEEP_FRACTION:.0%} (cursor)"),
+        ("report", "report"),
+    ):
+        r = reads[key]
+        out.append(
+            f"| {label} | {r['p50_ms']:.2f} | {r['min_ms']:.2f} | {r['max_ms']:.2f} | "
+            f"{'yes' if r['p50_ms'] < READ_TARGET_MS else 'NO'} |"
+        )
     return out
 
 

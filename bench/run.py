@@ -296,6 +296,8 @@ class Bench:
                 repeat_users=settings.repeat_users,
                 compare_courses=settings.compare_courses,
             )
+        if settings.only == "bigcourse":
+            return {"big_course": await bigcourse.measure_all(self, log)}
         comparison = await self.comparison()
         if settings.compare_only:
             profiles = await self.profiles() if settings.profile else []
@@ -307,7 +309,7 @@ class Bench:
         windows = await self.ladder()
         summaries = summarize(windows)
         bulk = await self.bulk()
-        big_course = await bigcourse.measure(self, log) if settings.big_course_members else None
+        big_course = await bigcourse.measure_all(self, log) if settings.big_course_members else None
         open_loop = await self.open_loop(summaries["enroll_first"].throughput)
         profiles = await self.profiles() if settings.profile else []
         return {
@@ -389,7 +391,14 @@ def main(argv: list[str] | None = None) -> int:
     info["stamp"] = stem
     info["loadavg_start"] = load_at_start
     results = {"meta": info, "settings": asdict(settings), **measured}
-    if settings.compare_only:
+    if settings.only == "bigcourse":
+        markdown = (
+            "\n".join(
+                [f"# Big course only {stem} (BENCH_ONLY=bigcourse)", *bigcourse.lines(results)]
+            )
+            + "\n"
+        )
+    elif settings.compare_only:
         lines = [f"# Reference comparison {stem}", "", *compare.markdown(results)]
         markdown = "\n".join([*lines, *report.profile_lines(results)]) + "\n"
     else:
@@ -398,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         plot.render(results, RESULTS / f"{stem}.png")
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str))
     (RESULTS / f"{stem}.md").write_text(markdown)
-    plot.render_comparison(results, RESULTS / f"{stem}-reference.png")
+    if not settings.only:
+        plot.render_comparison(results, RESULTS / f"{stem}-reference.png")
     print(markdown)
     log(f"wrote {RESULTS}/{stem}.{{json,md,png}}, {stem}-reference.png in {info['elapsed_s']:.0f}s")
     return 0

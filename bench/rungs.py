@@ -65,6 +65,7 @@ class Settings:
     compare_courses: int = 100
     fresh_users: int = 1_000
     compare_only: bool = False  # only the reference comparison (a quick lever check)
+    only: str = ""  # BENCH_ONLY=bigcourse: only the big-course section (bench/bigcourse.py)
 
     @classmethod
     def from_env(
@@ -103,4 +104,14 @@ class Settings:
             compare_seconds=2.0 if quick else 3.0,
             fresh_users=400 if quick else 1_000,
             compare_only=compare_only,
+            only=_only(os.environ.get("BENCH_ONLY", "")),
         )
+
+
+ONLY_SECTIONS = ("", "bigcourse")
+
+
+def _only(value: str) -> str:
+    if value not in ONLY_SECTIONS:
+        raise SystemExit(f"BENCH_ONLY={value!r}: one of {', '.join(ONLY_SECTIONS[1:])} (or unset)")
+    return value

@@ -14,10 +14,16 @@ Three user classes, each tagged with its scenario name, so either selects a scen
 - ``admin`` (AdminUser, one instance): logs in as an admin and bulk-assigns cohorts of 500
   user ids (pre-created users, users registered during this run, two unknown ids and one
   duplicate) via ``assign-multiple``, checking that the report adds up.
+- ``lifecycle`` (LifecycleUser): registers once, then churns on ONE capped course
+  (``LOADTEST_CAPPED_COURSE``): enrolls (201 ``active`` or ``waitlisted`` the first time,
+  200 with the same enrollment after), withdraws (``DELETE .../enroll/``: 200
+  ``withdrawn``) and enrolls again, so the course fills up, a waitlist forms and freed
+  seats promote from it while requests keep arriving.
 
 Environment (set by ``loadtest/run.py``):
 
     LOADTEST_HOT_COURSE       id of the hot course (required by spike)
+    LOADTEST_CAPPED_COURSE    id of the course with a capacity (required by lifecycle)
     LOADTEST_COURSES          comma-separated course ids the admin assigns cohorts to
                               (default: the hot course)
     LOADTEST_ADMIN_USERNAME / LOADTEST_ADMIN_PASSWORD    admin credentials (admin scenario)
@@ -46,6 +52,7 @@ from locust import FastHttpUser, between, events, tag, task
 from locust.exception import StopUser
 
 HOT_COURSE = os.environ.get("LOADTEST_HOT_COURSE", "")
+CAPPED_COURSE = os.environ.get("LOADTEST_CAPPED_COURSE", "")
 COURSES = [c for c in os.environ.get("LOADTEST_COURSES", "").split(",") if c] or (
     [HOT_COURSE] if HOT_COURSE else []
 )
@@ -56,6 +63,11 @@ LEDGER = os.environ.get("LOADTEST_LEDGER", "")
 AUTH_HOST = os.environ.get("LOADTEST_AUTH_HOST", "")  # "" = the host under test
 COHORT_SIZE = 500
 UNKNOWN_IDS_PER_COHORT = 2
+# Think time of the users hammering one course (spike, lifecycle).
+HOT_WAIT = between(
+    float(os.environ.get("LOADTEST_WAIT_MIN", "0.1")),
+    float(os.environ.get("LOADTEST_WAIT_MAX", "0.5")),
+)
 RETRY_STATUSES = {0, 502, 503, 504}  # 0: connection error (FastHttpUser)
 MAX_ATTEMPTS = 8
 PASSWORD = "Lt-" + uuid.uuid4().hex[:12] + "-9q!"  # one per run; not similar to usernames
@@ -101,6 +113,7 @@ def _write_ledger(environment: Any, **_: Any) -> None:
         json.dump(
             {
                 "hot_course": HOT_COURSE,
+                "capped_course": CAPPED_COURSE,
                 "confirmed": {c: sorted(ids) for c, ids in confirmed.items()},
                 "counters": dict(counters),
                 "problems": problems,
@@ -256,10 +269,7 @@ class SpikeUser(ApiUser):
 
     scenario = "spike"
     weight = 10
-    wait_time = between(
-        float(os.environ.get("LOADTEST_WAIT_MIN", "0.1")),
-        float(os.environ.get("LOADTEST_WAIT_MAX", "0.5")),
-    )
+    wait_time = HOT_WAIT
 
     def on_start(self) -> None:
         super().on_start()
@@ -459,3 +469,85 @@ class AdminUser(ApiUser):
             counters["cohorts"] += 1
             counters["cohort_enrolled"] += body["summary"]["enrolled"]
             counters["cohort_already_enrolled"] += body["summary"]["already_enrolled"]
+
+
+class LifecycleUser(ApiUser):
+    """Enroll, withdraw and enroll again on the capped course, while it is full."""
+
+    scenario = "lifecycle"
+    weight = 10
+    wait_time = HOT_WAIT
+    STATUSES = ("active", "waitlisted")
+
+    def on_start(self) -> None:
+        super().on_start()
+        if not CAPPED_COURSE:
+            raise RuntimeError("LOADTEST_CAPPED_COURSE is not set")
+        self.enrollment_id = ""
+        self.withdrawn = True  # nothing yet: the next task enrolls
+        self.register()
+
+    def _check_enroll(self, body: Any, status: int, attempt: int) -> str | None:
+        if not isinstance(body, dict):
+            return "lifecycle enroll: body is not an object"
+        if body.get("course_id") != CAPPED_COURSE or body.get("user_id") != self.user_id:
+            return f"lifecycle enroll: wrong enrollment {body}"
+        state = body.get("status")
+        if state not in self.STATUSES:
+            return f"lifecycle enroll: status {state!r}, expected active or waitlisted"
+        position = body.get("waitlist_position")
+        if (state == "waitlisted") != (isinstance(position, int) and position >= 1):
+            return f"lifecycle enroll: {state} with waitlist_position {position!r}"
+        if self.enrollment_id and body.get("id") != self.enrollment_id:
+            return f"lifecycle enroll: a new enrollment {body['id']} != {self.enrollment_id}"
+        if not self.enrollment_id and status == 200 and attempt == 1:
+            return "lifecycle enroll: first enroll answered 200, expected 201"
+        return None
+
+    def _check_withdraw(self, body: Any, **_: Any) -> str | None:
+        if not isinstance(body, dict) or body.get("id") != self.enrollment_id:
+            return f"withdraw: wrong enrollment {body}"
+        if body.get("status") != "withdrawn" or not body.get("withdrawn_at"):
+            return f"withdraw: status {body.get('status')!r}, withdrawn_at missing"
+        if body.get("waitlist_position") is not None:
+            return "withdraw: a withdrawn enrollment keeps a waitlist_position"
+        return None
+
+    @tag("lifecycle")
+    @task(3)
+    def enroll_capped(self) -> None:
+        again = bool(self.enrollment_id) and self.withdrawn
+        kind = "first" if not self.enrollment_id else ("again" if again else "repeat")
+        body = self.call(
+            "POST",
+            f"/api/courses/{CAPPED_COURSE}/enroll/",
+            f"POST /api/courses/[capped]/enroll/ ({kind})",
+            {200} if self.enrollment_id else {200, 201},
+            self._check_enroll,
+            headers=self.auth(),
+        )
+        if body is None:
+            return
+        if not self.enrollment_id:
+            self.enrollment_id = body["id"]
+            confirmed[CAPPED_COURSE].add(self.user_id)
+        self.withdrawn = False
+        counters[f"capped_enroll_{kind}_{body['status']}"] += 1
+
+    @tag("lifecycle")
+    @task(2)
+    def withdraw_capped(self) -> None:
+        if self.withdrawn:
+            return self.enroll_capped()
+        body = self.call(
+            "DELETE",
+            f"/api/courses/{CAPPED_COURSE}/enroll/",
+            "DELETE /api/courses/[capped]/enroll/",
+            {200},
+            self._check_withdraw,
+            headers=self.auth(),
+        )
+        if body is not None:
+            self.withdrawn = True
+            counters["capped_withdrawals"] += 1
+        return None

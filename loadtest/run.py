@@ -16,12 +16,20 @@ admin, runs `locust --headless --csv loadtest/results/<timestamp>`, and afterwar
   course updates applied, which only the array records; the summary reports how many
   unlisted members have a newer operation id than the oldest listed one (overlapping
   requests);
-- every enrollment the API confirmed to the clients exists, and nothing else does.
+- every enrollment the API confirmed to the clients exists, and nothing else does;
+- the lifecycle (version 2) invariants, every course: enrollers == number of `active` +
+  `completed` enrollments, enrollers <= capacity, waitlisted enrollments only while the
+  course is full; when all members fit the array, enrolled_users is exactly them;
+- for the capped course (scenario `lifecycle`): the waitlist the admin roster shows
+  (`?status=waitlisted`, read page by page before the server stops) has positions 1..n
+  without gaps, in join order (ascending `waitlist_key` in MongoDB), and is exactly the
+  waitlisted enrollments in MongoDB.
 
 Environment (all optional):
 
     LOADTEST_USERS=200  LOADTEST_RATE=50  LOADTEST_DURATION=60s
-    LOADTEST_SCENARIO=spike        spike | browse | admin | mixed, or a comma list
+    LOADTEST_SCENARIO=spike        spike | browse | admin | lifecycle | mixed, or a comma list
+    LOADTEST_CAPACITY=             seats of the capped course (lifecycle); default users / 4
     WEB_CONCURRENCY=2              uvicorn workers
     LOADTEST_PASSWORD_HASHERS=md5  md5 (fast hashing for registration) or default (PBKDF2)
     LOADTEST_COHORT_USERS=3000     pre-created users for the admin's cohorts
@@ -65,6 +73,7 @@ SCENARIOS = {
     "spike": ["SpikeUser"],
     "browse": ["BrowseUser"],
     "admin": ["AdminUser"],
+    "lifecycle": ["LifecycleUser"],
     "mixed": ["SpikeUser", "BrowseUser", "AdminUser"],
 }
 MD5 = "django.contrib.auth.hashers.MD5PasswordHasher"
@@ -106,6 +115,7 @@ class Config:
     label: str = os.environ.get("LOADTEST_LABEL", "")
     mongodb_uri: str = os.environ.get("MONGODB_URI", "")
     target: str = os.environ.get("LOADTEST_TARGET", "api")
+    capacity: int = int(os.environ.get("LOADTEST_CAPACITY") or 0)
     user_classes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -117,6 +127,7 @@ class Config:
             if name.strip() not in SCENARIOS:
                 raise SystemExit(f"unknown LOADTEST_SCENARIO {name!r}; one of {list(SCENARIOS)}")
             self.user_classes += [c for c in SCENARIOS[name.strip()] if c not in self.user_classes]
+        self.capacity = self.capacity or max(self.users // 4, 1)
 
 
 @dataclass
@@ -175,15 +186,20 @@ def machine_busy_seconds() -> tuple[float, float]:
     return (total - idle) / CLK_TCK, total / CLK_TCK
 
 
-def create_courses(base: str, password: str, count: int) -> tuple[str, list[str]]:
-    with httpx.Client(base_url=base, timeout=30) as client:
-        login = client.post(
-            "/api/auth/login/", json={"username": ADMIN_USERNAME, "password": password}
-        )
-        login.raise_for_status()
-        headers = {"Authorization": f"Bearer {login.json()['access']}"}
+def admin_headers(client: httpx.Client, password: str) -> dict[str, str]:
+    login = client.post("/api/auth/login/", json={"username": ADMIN_USERNAME, "password": password})
+    login.raise_for_status()
+    return {"Authorization": f"Bearer {login.json()['access']}"}
 
-        def course(title: str) -> str:
+
+def create_courses(
+    base: str, password: str, count: int, capacity: int
+) -> tuple[str, str, list[str]]:
+    """(hot course, capped course with `capacity` seats, courses the admin assigns to)."""
+    with httpx.Client(base_url=base, timeout=30) as client:
+        headers = admin_headers(client, password)
+
+        def course(title: str, seats: int | None = None) -> str:
             response = client.post(
                 "/api/courses/",
                 headers=headers,
@@ -191,6 +207,7 @@ def create_courses(base: str, password: str, count: int) -> tuple[str, list[str]
                     "course_title": title,
                     "course_description": "Created by loadtest/run.py.",
                     "display_price": {"amount": "0.00", "currency": "USD"},
+                    "capacity": seats,
                 },
             )
             response.raise_for_status()
@@ -199,7 +216,24 @@ def create_courses(base: str, password: str, count: int) -> tuple[str, list[str]
         catalogue = [course(f"Catalogue course {i + 1}") for i in range(count)]
         cohort_courses = [course(f"Onboarding cohort {c}") for c in "ABC"]
         hot = course("Mandatory: Security Awareness (hot course)")
-    return hot, [hot, *cohort_courses, *catalogue[:2]]
+        capped = course("Workshop with a waitlist (capped hot course)", capacity)
+    return hot, capped, [hot, *cohort_courses, *catalogue[:2]]
+
+
+def read_waitlist(base: str, password: str, course_id: str) -> list[tuple[int, int]]:
+    """(user_id, waitlist_position) of every waitlisted enrollment, through the admin
+    roster (`?status=waitlisted`), following `next` page by page."""
+    rows: list[tuple[int, int]] = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        headers = admin_headers(client, password)
+        url: str | None = f"/api/courses/{course_id}/enrollments/?status=waitlisted&limit=100"
+        while url:
+            response = client.get(url, headers=headers)
+            response.raise_for_status()
+            body = response.json()
+            rows += [(r["user_id"], r["waitlist_position"]) for r in body["results"]]
+            url = body["next"]
+    return rows
 
 
 class ReferenceProcess(UvicornProcess):
@@ -268,56 +302,99 @@ def check_locust(prefix: Path, stats: list[dict[str, str]]) -> list[Check]:
     return checks
 
 
+MEMBER_STATUSES = ("active", "completed")
+
+
+def check_waitlist(waitlisted: dict[int, int], api_rows: list[tuple[int, int]] | None) -> Check:
+    """The roster's waitlist (user_id, position) against MongoDB's waitlisted enrollments
+    ({user_id: waitlist_key}): the same users, positions 1..n, in ascending key order."""
+    name = "capped course: waitlist positions 1..n in join order (waitlist_key), per the roster"
+    if api_rows is None:
+        return Check(name, False, "the roster was not read")
+    by_key = [uid for uid, _ in sorted(waitlisted.items(), key=lambda item: item[1])]
+    by_position = [uid for uid, _ in sorted(api_rows, key=lambda row: row[1])]
+    positions = sorted(position for _, position in api_rows)
+    problems = []
+    if len(set(waitlisted.values())) != len(waitlisted):
+        problems.append("two waitlisted enrollments share a waitlist_key")
+    if positions != list(range(1, len(api_rows) + 1)):
+        problems.append(f"positions are not 1..{len(api_rows)}: {positions[:10]}...")
+    if set(by_position) != set(by_key):
+        problems.append(f"roster lists {len(api_rows)} waitlisted, MongoDB holds {len(waitlisted)}")
+    elif by_position != by_key:
+        problems.append("position order differs from waitlist_key order")
+    return Check(name, not problems, f"{len(api_rows)} waitlisted; " + "; ".join(problems))
+
+
 def check_invariants(
-    uri: str, db_name: str, ledger: dict[str, Any], embedded: int
+    uri: str,
+    db_name: str,
+    ledger: dict[str, Any],
+    embedded: int,
+    waitlist_rows: list[tuple[int, int]] | None = None,
 ) -> tuple[list[Check], dict]:
     client: MongoClient = MongoClient(uri, tz_aware=True)
     ops: dict[tuple[str, int], int] = {}
+    statuses: dict[str, Counter[str]] = defaultdict(Counter)
+    members_of: dict[str, set[int]] = defaultdict(set)
+    waitlist_keys: dict[str, dict[int, int]] = defaultdict(dict)
     try:
         db = client[db_name]
         courses = {
             str(doc["_id"]): doc
-            for doc in db.courses.find({}, {"enrollers": 1, "enrolled_users.user_id": 1})
+            for doc in db.courses.find(
+                {}, {"enrollers": 1, "capacity": 1, "enrolled_users.user_id": 1}
+            )
         }
         pairs: Counter[tuple[str, int]] = Counter()
-        for doc in db.enrollments.find({}, {"course_id": 1, "user_id": 1, "op": 1, "_id": 0}):
-            pair = (str(doc["course_id"]), doc["user_id"])
+        projection = {"course_id": 1, "user_id": 1, "op": 1, "status": 1, "waitlist_key": 1}
+        for doc in db.enrollments.find({}, {**projection, "_id": 0}):
+            course_id = str(doc["course_id"])
+            pair = (course_id, doc["user_id"])
             pairs[pair] += 1
             ops[pair] = doc.get("op") or 0
+            status = doc.get("status", "active")
+            statuses[course_id][status] += 1
+            if status in MEMBER_STATUSES:
+                members_of[course_id].add(doc["user_id"])
+            elif status == "waitlisted":
+                waitlist_keys[course_id][doc["user_id"]] = doc.get("waitlist_key")
     finally:
         client.close()
 
     per_course: dict[str, set[int]] = defaultdict(set)
-    per_course_docs: Counter[str] = Counter()
-    for (course_id, user_id), n in pairs.items():
+    for course_id, user_id in pairs:
         per_course[course_id].add(user_id)
-        per_course_docs[course_id] += n
     duplicates = [pair for pair, n in pairs.items() if n > 1]
     orphans = sorted(set(per_course) - set(courses))
     bad_courses = []
     overtaken = 0
     for course_id, doc in courses.items():
         listed = [u["user_id"] for u in doc.get("enrolled_users", [])]
-        docs = per_course_docs[course_id]
-        members = per_course[course_id]
+        members = members_of[course_id]
+        count = len(members)
+        capacity = doc.get("capacity")
+        waitlisted = statuses[course_id]["waitlisted"]
         right = (
-            doc["enrollers"] == docs
-            and len(listed) == len(set(listed)) == min(docs, embedded)
+            doc["enrollers"] == count
+            and len(listed) == len(set(listed)) == min(count, embedded)
             and set(listed) <= members
+            and (capacity is None or doc["enrollers"] <= capacity)
+            and (waitlisted == 0 or (capacity is not None and doc["enrollers"] == capacity))
         )
         if not right:
             bad_courses.append(
-                f"{course_id}: enrollers={doc['enrollers']} len(enrolled_users)={len(listed)} "
-                f"documents={docs} distinct_listed={len(set(listed))} "
-                f"non_members={len(set(listed) - members)}"
+                f"{course_id}: enrollers={doc['enrollers']} capacity={capacity} "
+                f"len(enrolled_users)={len(listed)} statuses={dict(statuses[course_id])} "
+                f"distinct_listed={len(set(listed))} non_members={len(set(listed) - members)}"
             )
-        if listed and len(listed) < docs:
+        if listed and len(listed) < count:
             oldest = min(ops[(course_id, uid)] for uid in listed if (course_id, uid) in ops)
             overtaken += sum(1 for uid in members - set(listed) if ops[(course_id, uid)] > oldest)
     checks = [
         Check(
-            "enrollers == enrollment documents; enrolled_users = min(enrollers, "
-            f"{embedded}) distinct members, every course",
+            "enrollers == active + completed enrollments <= capacity; waitlisted only while "
+            f"full; enrolled_users = min(enrollers, {embedded}) distinct members, every course",
             not bad_courses,
             f"{len(courses)} courses checked"
             + ("; " + "; ".join(bad_courses[:5]) if bad_courses else ""),
@@ -351,10 +428,20 @@ def check_invariants(
     else:
         checks.append(Check("locust wrote its ledger", False, "ledger missing"))
     hot = ledger.get("hot_course", "")
+    capped = ledger.get("capped_course", "")
+    if capped:
+        checks.append(check_waitlist(waitlist_keys[capped], waitlist_rows))
     facts = {
         "courses": len(courses),
         "enrollment_documents": sum(pairs.values()),
         "hot_course_enrollers": courses.get(hot, {}).get("enrollers"),
+        "capped_course": {
+            "capacity": courses.get(capped, {}).get("capacity"),
+            "enrollers": courses.get(capped, {}).get("enrollers"),
+            "statuses": dict(statuses[capped]),
+        }
+        if capped
+        else None,
         "unlisted_members_newer_than_the_oldest_listed": overtaken,
     }
     return checks, facts
@@ -504,8 +591,14 @@ def main() -> int:
         base = server.url
         stack.callback(server.stop, timeout=20)
         server.start(ready_path="/readyz", timeout=60)
-        hot, assign_courses = create_courses(base, admin_password, cfg.catalogue)
-        print(f"loadtest: server {base} ({cfg.workers} workers), hot course {hot}", flush=True)
+        hot, capped, assign_courses = create_courses(
+            base, admin_password, cfg.catalogue, cfg.capacity
+        )
+        print(
+            f"loadtest: server {base} ({cfg.workers} workers), hot course {hot}, "
+            f"capped course {capped} ({cfg.capacity} seats)",
+            flush=True,
+        )
         auth_server, target = None, server
         if cfg.target == "reference":
             auth_server, target = (
@@ -525,6 +618,7 @@ def main() -> int:
         locust_env = {
             **env,
             "LOADTEST_HOT_COURSE": hot,
+            "LOADTEST_CAPPED_COURSE": capped,
             "LOADTEST_COURSES": ",".join(assign_courses),
             "LOADTEST_ADMIN_USERNAME": ADMIN_USERNAME,
             "LOADTEST_ADMIN_PASSWORD": admin_password,
@@ -572,6 +666,9 @@ def main() -> int:
         busy1, total1 = machine_busy_seconds()
         facts["locust_exit_status"] = locust_rc
         facts["target"] = cfg.target
+        waitlist_rows = None
+        if "LifecycleUser" in cfg.user_classes:
+            waitlist_rows = read_waitlist(base, admin_password, capped)
         target.stop(timeout=20)
         server.stop(timeout=20)
 
@@ -600,6 +697,7 @@ def main() -> int:
             env["MONGODB_DB"],
             ledger,
             int(env.get("COURSE_EMBEDDED_MEMBERS") or 1000),  # the service's default
+            waitlist_rows,
         )
         checks += invariant_checks
         facts.update(mongo_facts)

@@ -37,6 +37,9 @@ def run_pipeline(
 ) -> list[Doc]:
     """Run ``pipeline`` over ``collection`` (None: a missing collection, no documents)."""
     stages = [_split_stage(stage) for stage in pipeline]
+    counted = _counted_by_index(collection, stages)
+    if counted is not None:
+        return counted
     if collection is None:
         docs: list[Doc] = []
     elif stages and stages[0][0] == "$match":
@@ -66,6 +69,43 @@ def run_pipeline(
         except NotImplementedError as exc:
             raise CommandError(NOT_IMPLEMENTED, str(exc)) from exc
     return docs
+
+
+def _counted_by_index(
+    collection: Collection | None, stages: list[tuple[str, Any]]
+) -> list[Doc] | None:
+    """``[$match, $group]`` counting documents (every accumulator ``{$sum: <constant>}``),
+    answered from an index without reading the documents: grouped by a field that follows
+    the match's equality fields in an index (its per-value key counts), or by a constant
+    over equalities and a range on an index's last field (``countDocuments``: a bisection
+    of the ordered bucket). None when the shape or the indexes do not allow it."""
+    if collection is None or len(stages) != 2 or [s[0] for s in stages] != ["$match", "$group"]:
+        return None
+    filt, spec = stages[0][1], stages[1][1]
+    if not isinstance(filt, dict) or not isinstance(spec, dict) or "_id" not in spec:
+        return None
+    constants = _sum_operands(spec)
+    if constants is None or not all(
+        isinstance(c, int) and not isinstance(c, bool) for c in constants.values()
+    ):
+        return None
+    group_id = spec["_id"]
+    if isinstance(group_id, str) and group_id.startswith("$"):
+        if "." in group_id:
+            return None
+        counts = collection.group_counts(filt, group_id[1:])
+        if counts is None:
+            return None
+        return [
+            {"_id": value, **{f: n * c for f, c in constants.items()}}
+            for value, n in counts.items()
+        ]
+    if isinstance(group_id, dict | list):
+        return None
+    total = collection.count_range(filt)
+    if total is None:
+        return None
+    return [{"_id": group_id, **{f: total * c for f, c in constants.items()}}] if total else []
 
 
 def _split_stage(stage: Any) -> tuple[str, Any]:
@@ -128,13 +168,11 @@ def _group(docs: list[Doc], spec: Any) -> list[Doc] | None:
     key_of = _group_key(group_id)
     if key_of is None:
         return None
+    operands = _sum_operands(spec)
+    if operands is None:
+        return None
     summers: list[tuple[str, Callable[[Doc], Any]]] = []
-    for field, accumulator in spec.items():
-        if field == "_id":
-            continue
-        if not isinstance(accumulator, dict) or list(accumulator) != ["$sum"]:
-            return None
-        operand = accumulator["$sum"]
+    for field, operand in operands.items():
         if isinstance(operand, str) and operand.startswith("$"):
             summers.append((field, _path_getter(operand[1:])))
         elif isinstance(operand, int | float) and not isinstance(operand, bool):
@@ -151,6 +189,18 @@ def _group(docs: list[Doc], spec: Any) -> list[Doc] | None:
         for field, getter in summers:
             totals[field] = _add(totals[field], getter(doc))
     return [{"_id": value, **totals} for value, totals in groups.values()]
+
+
+def _sum_operands(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """{output field: operand} of a ``$group`` whose accumulators are all ``$sum``; else None."""
+    operands = {}
+    for field, accumulator in spec.items():
+        if field == "_id":
+            continue
+        if not isinstance(accumulator, dict) or list(accumulator) != ["$sum"]:
+            return None
+        operands[field] = accumulator["$sum"]
+    return operands
 
 
 def _group_key(group_id: Any) -> Callable[[Doc], Any] | None:

@@ -431,7 +431,11 @@ class Engine:
         if coll is None:
             docs: list[Doc] = []
         elif sort:
-            docs = sort_documents(coll.find(cmd.get("filter")), sort, skip + limit if limit else 0)
+            docs = coll.find_ordered(cmd.get("filter"), sort, skip + limit)  # type: ignore[assignment]
+            if docs is None:
+                docs = sort_documents(
+                    coll.find(cmd.get("filter")), sort, skip + limit if limit else 0
+                )
         else:
             docs = coll.find(cmd.get("filter"), limit=skip + limit if limit else 0)
         if skip:
@@ -505,7 +509,12 @@ class Engine:
         elif not query:
             total = len(coll.docs)
         else:
-            total = len(coll.find(query, limit=skip + limit if limit else 0))
+            counted = coll.count_range(query)
+            total = (
+                counted
+                if counted is not None
+                else len(coll.find(query, limit=skip + limit if limit else 0))
+            )
         total = max(total - skip, 0)
         return {"n": min(total, limit) if limit else total}
 

@@ -6,6 +6,19 @@ prefix length, a dict ``prefix tuple -> ordered set of _id keys``; it is updated
 enforces uniqueness in O(1) and lets the planner turn an equality / ``$in`` filter on an index
 prefix into a handful of candidate documents.
 
+Two more paths answer a big course's roster and report without walking its documents:
+
+- ``children``: for every prefix shorter than the key minus one field, how many keys hold
+  each value of the next field (``(course_id,) -> {status: n}``): a ``$group`` by that
+  field under an equality prefix reads the counts (``Collection.group_counts``).
+- ``ordered``: for a prefix of all fields but the last, the bucket's documents sorted by the
+  last field (BSON order, then natural order), built on first use and then maintained: a
+  find sorted by the last field, or a range count on it, walks or bisects only the
+  matching slice (``Collection.find_ordered``, ``Collection.count_range``).
+
+Both are used only while the index is not multikey (no document has had an array, or
+several values, in a key field), as MongoDB does for sorts.
+
 Keys follow MongoDB's rules closely enough for correctness of candidate selection: a missing
 field is indexed as null, arrays are indexed by element (multikey, cartesian product for
 compound keys), sparse indexes skip documents missing every key field, and partial indexes skip
@@ -20,8 +33,9 @@ from collections.abc import Hashable, Iterable
 from typing import Any
 
 from mongomock.filtering import filter_applies
+from sortedcontainers import SortedList
 
-from .keys import index_values
+from .keys import index_values, path_values, sort_key
 
 IdKey = Hashable
 KeyTuple = tuple[Hashable, ...]
@@ -45,6 +59,16 @@ class Index:
         )
         # maps[i]: prefix of length i + 1 -> {id key: None} (a dict as an insertion-ordered set)
         self.maps: list[dict[KeyTuple, dict[IdKey, None]]] = [{} for _ in self.fields]
+        # children[i]: prefix of length i + 1 -> {value of field i + 1: number of keys}, for
+        # the fields before the last one.
+        self.children: list[dict[KeyTuple, dict[Hashable, int]]] = [{} for _ in self.fields[1:-1]]
+        # prefix of all fields but the last -> SortedList of (sort key of the last field,
+        # natural order, id key): built on first use by the collection, then maintained.
+        self.ordered: dict[KeyTuple, SortedList] = {}
+        # prefix of all fields but the last -> {BSON type bracket of the last field: keys},
+        # kept always: a range in a bracket no document has is empty without sorting.
+        self.brackets: dict[KeyTuple, dict[int, int]] = {}
+        self.multikey = False
 
     def keys_for(self, doc: dict[str, Any]) -> list[KeyTuple]:
         """All index keys of ``doc`` (several when a key field holds an array)."""
@@ -61,8 +85,24 @@ class Index:
         if self.partial is not None and not filter_applies(self.partial, doc):
             return []
         if len(per_field) == 1:
-            return [(v,) for v in per_field[0]]
-        return list(itertools.product(*per_field))
+            keys = [(v,) for v in per_field[0]]
+        else:
+            keys = list(itertools.product(*per_field))
+        if not self.multikey and (len(keys) > 1 or any(self._array_at(doc, p) for p in self.paths)):
+            self.multikey = True
+            self.ordered.clear()
+        return keys
+
+    @staticmethod
+    def _array_at(doc: dict[str, Any], parts: tuple[str, ...]) -> bool:
+        """An array along the path or at its end (a one-element array gives one key)."""
+        if len(parts) == 1:
+            return isinstance(doc.get(parts[0]), list)
+        return any(
+            isinstance(v, list)
+            for i in range(1, len(parts) + 1)
+            for v in path_values(doc, parts[:i])
+        )
 
     def conflict(self, keys: Iterable[KeyTuple], id_key: IdKey) -> KeyTuple | None:
         """The first key of ``keys`` already held by another document, if this index is unique."""
@@ -75,7 +115,11 @@ class Index:
                 return key
         return None
 
-    def add(self, id_key: IdKey, keys: Iterable[KeyTuple]) -> None:
+    def add(self, id_key: IdKey, keys: Iterable[KeyTuple], doc: Any = None, seq: int = 0) -> None:
+        # Ordered paths serve non-multikey indexes only: one entry per document, made once.
+        entry = (
+            self.order_entry(doc, seq, id_key) if doc is not None and not self.multikey else None
+        )
         for key in keys:
             for length, mapping in enumerate(self.maps, start=1):
                 holders = mapping.get(key[:length])
@@ -83,11 +127,43 @@ class Index:
                     mapping[key[:length]] = {id_key: None}
                 else:
                     holders[id_key] = None
+            for length, counts in enumerate(self.children, start=1):
+                child = counts.setdefault(key[:length], {})
+                child[key[length]] = child.get(key[length], 0) + 1
+            if entry is not None:
+                held = self.brackets.setdefault(key[:-1], {})
+                held[entry[0][0]] = held.get(entry[0][0], 0) + 1
+            ordered = self.ordered.get(key[:-1]) if self.ordered and entry else None
+            if ordered is not None:
+                ordered.add(entry)
 
-    def remove(self, id_key: IdKey, keys: Iterable[KeyTuple]) -> None:
+    def remove(
+        self, id_key: IdKey, keys: Iterable[KeyTuple], doc: Any = None, seq: int = 0
+    ) -> None:
         # Callers always pass *all* keys of the document, so dropping the id from every prefix
         # bucket is correct even when several keys share a prefix.
+        entry = (
+            self.order_entry(doc, seq, id_key) if doc is not None and not self.multikey else None
+        )
         for key in keys:
+            for length, counts in enumerate(self.children, start=1):
+                child = counts.get(key[:length])
+                if child is not None and key[length] in child:
+                    child[key[length]] -= 1
+                    if not child[key[length]]:
+                        del child[key[length]]
+                        if not child:
+                            del counts[key[:length]]
+            held = self.brackets.get(key[:-1]) if entry is not None else None
+            if held is not None and entry[0][0] in held:
+                held[entry[0][0]] -= 1
+                if not held[entry[0][0]]:
+                    del held[entry[0][0]]
+                    if not held:
+                        del self.brackets[key[:-1]]
+            ordered = self.ordered.get(key[:-1]) if self.ordered and entry else None
+            if ordered is not None:
+                ordered.discard(entry)
             for length, mapping in enumerate(self.maps, start=1):
                 prefix = key[:length]
                 holders = mapping.get(prefix)
@@ -97,10 +173,20 @@ class Index:
                         del mapping[prefix]
 
     def lookup(self, prefix: KeyTuple) -> Iterable[IdKey]:
+        if not prefix:  # a single-field index: the whole (indexed) collection
+            return {i: None for holders in self.maps[0].values() for i in holders}
         return self.maps[len(prefix) - 1].get(prefix, ())
+
+    def order_entry(self, doc: dict[str, Any], seq: int, id_key: IdKey) -> tuple:
+        values = path_values(doc, self.paths[-1])
+        return (sort_key(values[0] if values else None), seq, id_key)
 
     def clear(self) -> None:
         self.maps = [{} for _ in self.fields]
+        self.children = [{} for _ in self.fields[1:-1]]
+        self.ordered = {}
+        self.brackets = {}
+        self.multikey = False
 
 
 def normalize_spec(raw: dict[str, Any]) -> dict[str, Any]:
