@@ -299,3 +299,32 @@ async def test_a_withdrawn_user_who_reenrolls_meanwhile_keeps_their_own_enrollme
     enrollment = await _enrollment(api, admin, course["id"], regular[0].id)
     assert (enrollment["status"], enrollment["source"]) == ("active", "self")
     assert await invariants(course["id"]) == 1
+
+
+async def test_single_assign_waitlists_into_a_full_course_unless_overridden(
+    api, admin, create_course, invariants
+):
+    ids = await _bulk_users(3, prefix="single")
+    course = await _course_with_members(api, admin, create_course, 1, ids[:1])
+    url = f"/api/courses/{course['id']}/assign/"
+
+    waiting = await api.post(url, json={"user_id": ids[1]}, headers=admin[1])
+    assert waiting.status_code == 201
+    assert waiting.json()["status"] == "waitlisted"
+    assert waiting.json()["waitlist_position"] == 1
+
+    seated = await api.post(
+        url, json={"user_id": ids[2], "override_capacity": True}, headers=admin[1]
+    )
+    assert seated.status_code == 201
+    assert seated.json()["status"] == "active"
+    assert seated.json()["source"] == "admin"
+    again = await api.post(
+        url, json={"user_id": ids[2], "override_capacity": True}, headers=admin[1]
+    )
+    assert again.status_code == 200
+    assert again.json()["id"] == seated.json()["id"]
+    # beyond capacity (an admin overrode it); the waitlisted user still waits
+    assert await invariants(course["id"], in_order=False) == 2
+    detail = await api.get(f"/api/courses/{course['id']}/", headers=admin[1])
+    assert detail.json()["enrollers"] == 2
