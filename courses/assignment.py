@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -175,6 +175,14 @@ class _Entry:
     user_id: int | None
 
 
+def entry_identity(entry: _Entry) -> str:
+    """Who an entry names, as a string: the resolved user, else the identifier's key
+    (an assignment job compares these across its chunks)."""
+    if entry.user_id is not None:
+        return f"u{entry.user_id}"
+    return f"{entry.requested.kind}:{identifier_key(entry.requested.kind, entry.requested.value)}"
+
+
 def _distinct(items: list[Requested], resolved: _Resolved) -> list[_Entry]:
     """Duplicates are counted after resolution: an id and the same user's email are one."""
     seen: set = set()
@@ -211,13 +219,15 @@ def _seat(
     existing: dict[int, ExistingEnrollment],
     *,
     override_capacity: bool,
+    seats_taken: int = 0,
 ) -> _Split:
     """Admit at most the free seats, first requested first; the rest are waitlisted.
 
     Free seats are the course's as read, less the members of earlier attempts this one
     will adopt (their bulk operation is unapplied: they take seats when counted), plus the
-    withdrawals among the candidates that were never counted out (settled first). A dry
-    run and the assignment make the same split from the same state.
+    withdrawals among the candidates that were never counted out (settled first), less
+    `seats_taken` (the seats earlier chunks of a dry-run job would have taken). A dry run
+    and the assignment make the same split from the same state.
     """
     ledger = state.applied
     leaves = [
@@ -240,7 +250,7 @@ def _seat(
         return _Split(candidates, [], None, leaves, adoptable)
     if capacity is None:
         return _Split(candidates, [], repository.Seats(None), leaves, adoptable)
-    free = max(0, capacity - state.enrollers - adoptable + len(leaves))
+    free = max(0, capacity - state.enrollers - adoptable + len(leaves) - seats_taken)
     seats = repository.Seats(capacity)
     return _Split(candidates[:free], candidates[free:], seats, leaves, adoptable)
 
@@ -258,6 +268,8 @@ async def assignment_bulk_create(
     op: int | None = None,
     own_ops: Collection[int] = (),
     store: bool = True,
+    claim: Callable[[list[str]], Awaitable[set[str]]] | None = None,
+    seats_taken: int = 0,
 ) -> AssignmentReport:
     """Assign many users; the MongoDB writes are one bulk insert, one course update, at
     most one bulk deadline update and the stored report (two writes), whatever the size
@@ -285,6 +297,10 @@ async def assignment_bulk_create(
     again after a crash, courses/jobs.py): their users are reported `enrolled`, since
     this work enrolled them, and counted once like any other failed assignment's. `store`
     False: the caller keeps the results itself (a job's chunk), no stored report.
+    `claim` (a job's chunk) is given the distinct entries' identities (`entry_identity`)
+    and answers those that another chunk of the job named first: they are left out, and
+    so counted under `duplicates_in_request`, as a user named twice in one request is.
+    `seats_taken` lowers the free seats (a dry-run job: what its earlier chunks took).
     """
     by_kind: dict[str, list] = {}
     for item in items:
@@ -314,6 +330,10 @@ async def assignment_bulk_create(
         resolved.existing.update(chunk.existing)
     users, existing = resolved.users, resolved.existing
     entries = _distinct(items, resolved)
+    if claim is not None:
+        taken = await claim([entry_identity(e) for e in entries])
+        if taken:
+            entries = [e for e in entries if entry_identity(e) not in taken]
     # New users, and withdrawn ones: an assignment brings a withdrawn enrollment back, as
     # the single assign does.
     candidates = [
@@ -323,7 +343,9 @@ async def assignment_bulk_create(
         and users[e.user_id][1]
         and (e.user_id not in existing or existing[e.user_id].status == WITHDRAWN)
     ]
-    split = _seat(candidates, state, existing, override_capacity=override_capacity)
+    split = _seat(
+        candidates, state, existing, override_capacity=override_capacity, seats_taken=seats_taken
+    )
     moving = {
         e.user_id
         for e in entries

@@ -62,6 +62,22 @@ async def enqueue_chunks(job_id: str, chunks: int) -> None:
         raise ServiceUnavailable(QUEUE_UNAVAILABLE) from exc
 
 
+async def enqueue_chunk(job_id: str, chunk: int) -> None:
+    """Queue one chunk (a dry-run job's next); ServiceUnavailable when Redis does not
+    answer. A chunk queued or run already is not queued again (the task id)."""
+    try:
+        pool = await queue_pool()
+        await pool.enqueue_job(
+            TASK,
+            job_id,
+            chunk,
+            _job_id=task_id(job_id, chunk),
+            _queue_name=settings.JOB_QUEUE_NAME,
+        )
+    except (RedisError, OSError) as exc:
+        raise ServiceUnavailable(QUEUE_UNAVAILABLE) from exc
+
+
 async def close_queue_pool() -> None:
     global _pool, _pool_key
     pool, _pool, _pool_key = _pool, None, None

@@ -10,6 +10,9 @@ Three collections (mongo/indexes.py):
   membership operations its attempts used (`ops`).
 - `assignment_job_results`: the per-user results, one document per chunk, written whole
   (a re-run replaces it).
+- `assignment_job_users`: one small document per distinct user (or unresolved identifier)
+  a job names, `_id` `<job>:<identity>`, holding the chunk that named it first to run:
+  how a user named again in another chunk is reported as a duplicate.
 
 Kept apart from `courses/repository.py` (courses and enrollments) like the Idempotency-Key
 records: jobs are their own collections with their own lifecycle.
@@ -22,10 +25,12 @@ from typing import Any
 
 from bson import Int64
 from pymongo import ASCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from mongo.client import get_collection, unavailable_on_driver_error
-from mongo.indexes import ASSIGNMENT_JOBS, JOB_CHUNKS, JOB_RESULTS
+from mongo.indexes import ASSIGNMENT_JOBS, JOB_CHUNKS, JOB_RESULTS, JOB_USERS
+
+DUPLICATE_KEY = 11000
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -41,7 +46,7 @@ class AssignmentJob:
     id: str
     course_id: str
     admin_id: int
-    identifier: str  # the input column: "user_id" (usernames and emails plug in here)
+    identifier: str  # how the input names users: user_id, username, email or "mixed" (CSV)
     status: str
     total: int
     chunks: int
@@ -51,15 +56,36 @@ class AssignmentJob:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
+    # The request's options (API.md: the same bodies as assign-multiple). `due_at` is the
+    # JSON body's, for every user; a CSV's per-row deadlines are stored with its chunks.
+    due_at: datetime | None = None
+    override_capacity: bool = False
+    dry_run: bool = False
+    with_identifiers: bool = False  # results carry "user" (all but JSON user_ids)
+
+
+@dataclass(frozen=True)
+class ChunkInput:
+    """One chunk of a job's input: the identifiers as sent, their kind (one for all, or
+    one each when a CSV has several identifier columns) and per-row deadlines (a CSV's
+    `due_at` column; None: the job's `due_at` for every row)."""
+
+    identifiers: list[Any]
+    kinds: str | list[str]
+    due_ats: list[datetime | None] | None = None
 
 
 @dataclass(frozen=True)
 class ChunkClaim:
     """A chunk this worker now holds until `lease_until`."""
 
-    identifiers: list[Any]
+    input: ChunkInput
     op: int
     earlier_ops: list[int] = field(default_factory=list)
+
+    @property
+    def identifiers(self) -> list[Any]:
+        return self.input.identifiers
 
 
 def _job(doc: dict[str, Any]) -> AssignmentJob:
@@ -77,6 +103,11 @@ def _job(doc: dict[str, Any]) -> AssignmentJob:
         started_at=doc.get("started_at"),
         finished_at=doc.get("finished_at"),
         error=doc.get("error"),
+        # Jobs stored before these options existed have none of them.
+        due_at=doc.get("due_at"),
+        override_capacity=doc.get("override_capacity", False),
+        dry_run=doc.get("dry_run", False),
+        with_identifiers=doc.get("with_identifiers", False),
     )
 
 
@@ -101,6 +132,10 @@ async def job_insert(job: AssignmentJob) -> bool:
         "started_at": None,
         "finished_at": None,
         "error": None,
+        "due_at": job.due_at,
+        "override_capacity": job.override_capacity,
+        "dry_run": job.dry_run,
+        "with_identifiers": job.with_identifiers,
     }
     try:
         with unavailable_on_driver_error():
@@ -152,6 +187,15 @@ async def job_count_chunk(job_id: str, chunk: int, counts: dict[str, int]) -> As
     )
 
 
+async def job_counted(job_id: str, chunk: int) -> bool:
+    """Whether the chunk's counts are in the job already."""
+    with unavailable_on_driver_error():
+        found = await get_collection(ASSIGNMENT_JOBS).count_documents(
+            {"_id": job_id, "counted": chunk}, limit=1
+        )
+    return bool(found)
+
+
 async def job_complete_if_counted(job_id: str, chunks: int, moment: datetime) -> bool:
     """running → succeeded once every chunk is counted; whether this call did it."""
     done = await _job_update(
@@ -165,19 +209,21 @@ async def job_complete_if_counted(job_id: str, chunks: int, moment: datetime) ->
     return done is not None
 
 
-async def chunks_insert(job_id: str, first: int, chunks: Sequence[list[Any]]) -> None:
+async def chunks_insert(job_id: str, first: int, chunks: Sequence[ChunkInput]) -> None:
     """Store input chunks `first`, `first + 1`, ... (replacing any a crashed attempt left)."""
     docs = [
         {
             "_id": _chunk_id(job_id, first + i),
             "job_id": job_id,
             "chunk": first + i,
-            "identifiers": identifiers,
+            "identifiers": chunk.identifiers,
+            "kinds": chunk.kinds,
+            "due_ats": chunk.due_ats,
             "done": False,
             "lease_until": None,
             "ops": [],
         }
-        for i, identifiers in enumerate(chunks)
+        for i, chunk in enumerate(chunks)
     ]
     with unavailable_on_driver_error():
         collection = get_collection(JOB_CHUNKS)
@@ -207,7 +253,12 @@ async def chunk_claim(
         )
     if doc is None:
         return None
-    return ChunkClaim(identifiers=doc["identifiers"], op=op, earlier_ops=doc["ops"][:-1])
+    chunk_input = ChunkInput(
+        identifiers=doc["identifiers"],
+        kinds=doc.get("kinds", "user_id"),  # chunks stored before kinds existed: ids
+        due_ats=doc.get("due_ats"),
+    )
+    return ChunkClaim(input=chunk_input, op=op, earlier_ops=doc["ops"][:-1])
 
 
 async def chunk_state(job_id: str, chunk: int) -> tuple[bool, datetime | None] | None:
@@ -234,17 +285,26 @@ async def chunk_release(job_id: str, chunk: int) -> None:
         )
 
 
-async def results_put(job_id: str, chunk: int, results: Sequence[tuple[Any, str]]) -> None:
-    """Store one chunk's results (replacing those of an earlier attempt of the chunk)."""
+async def results_put(job_id: str, chunk: int, results: Sequence[dict[str, Any]]) -> None:
+    """Store one chunk's results, as rendered (replacing those of an earlier attempt)."""
     with unavailable_on_driver_error():
         await get_collection(JOB_RESULTS).replace_one(
             {"_id": _chunk_id(job_id, chunk)},
-            {"job_id": job_id, "chunk": chunk, "results": [list(r) for r in results]},
+            {"job_id": job_id, "chunk": chunk, "results": list(results)},
             upsert=True,
         )
 
 
-async def results_from(job_id: str, chunk: int, *, chunks: int) -> list[tuple[int, list]]:
+def _result(stored: Any) -> dict[str, Any]:
+    # Results stored before they were rendered dicts: [user_id, status].
+    if isinstance(stored, list):
+        return {"user_id": stored[0], "status": stored[1]}
+    return stored
+
+
+async def results_from(
+    job_id: str, chunk: int, *, chunks: int
+) -> list[tuple[int, list[dict[str, Any]]]]:
     """Up to `chunks` result documents from chunk number `chunk` on, in chunk order:
     (chunk number, its results)."""
     cursor = (
@@ -254,4 +314,29 @@ async def results_from(job_id: str, chunk: int, *, chunks: int) -> list[tuple[in
         .limit(chunks)
     )
     with unavailable_on_driver_error():
-        return [(doc["chunk"], doc["results"]) async for doc in cursor]
+        return [(doc["chunk"], [_result(r) for r in doc["results"]]) async for doc in cursor]
+
+
+async def users_claim(job_id: str, chunk: int, identities: Sequence[str]) -> set[str]:
+    """Record that `chunk` names these users (distinct identities); returns those that
+    another chunk of the job named first. One unordered insert: an identity already there
+    is a duplicate-key error, and the chunk that holds it is read back (the same chunk run
+    again after a crash finds its own, which are not duplicates)."""
+    if not identities:
+        return set()
+    docs = [{"_id": f"{job_id}:{i}", "job_id": job_id, "chunk": chunk} for i in identities]
+    collection = get_collection(JOB_USERS)
+    try:
+        with unavailable_on_driver_error():
+            await collection.insert_many(docs, ordered=False)
+        return set()
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error["code"] != DUPLICATE_KEY for error in errors):
+            raise
+        clashing = [docs[error["index"]]["_id"] for error in errors]
+    with unavailable_on_driver_error():
+        others = collection.find({"_id": {"$in": clashing}, "chunk": {"$ne": chunk}}, {"_id": 1})
+        taken = [doc["_id"] async for doc in others]
+    prefix = len(job_id) + 1
+    return {key[prefix:] for key in taken}

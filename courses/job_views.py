@@ -1,11 +1,12 @@
 """Assignment jobs over HTTP (API.md "Admin assignment, version 2"): thin views over
 courses.jobs."""
 
+from typing import Any
+
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.urls import reverse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
@@ -23,8 +24,10 @@ from courses.job_serializers import (
     AssignmentJobResultsSerializer,
     AssignmentJobSerializer,
     job_data,
+    job_json_input,
     result_data,
 )
+from courses.serializers import query_flag
 
 RESULTS_PAGE_DEFAULT = 1000
 RESULTS_PAGE_MAX = 5000
@@ -39,13 +42,20 @@ def _job_location(request, job_id: str) -> str:
     return request.build_absolute_uri(reverse("assignment-job-detail", args=[job_id]))
 
 
-async def _input_chunks(request):
-    """The body's user ids, as an async iterator of chunks: JSON parsed whole (bounded by
-    JOB_JSON_MAX_BYTES), CSV read line by line from the spooled body."""
+async def _job_input(request) -> dict[str, Any]:
+    """job_create's input arguments from the body: JSON parsed whole (bounded by
+    JOB_JSON_MAX_BYTES) and validated as assign-multiple's body; CSV read line by line from
+    the spooled body (its rows are checked as they are stored). `?dry_run=` and
+    `?override_capacity=` apply to either, as for assign-multiple."""
     django_request = request._request
     media_type = (django_request.content_type or "").lower()
     if media_type == "text/csv":
-        return jobs.csv_chunks(django_request)
+        return {
+            "chunks": jobs.csv_chunks(django_request),
+            "dry_run": query_flag(request, "dry_run"),
+            "override_capacity": query_flag(request, "override_capacity"),
+            "with_identifiers": True,
+        }
     if media_type != "application/json":
         raise UnsupportedMediaType(media_type or "(none)")
     raw = await sync_to_async(django_request.read, thread_sensitive=False)(
@@ -60,7 +70,24 @@ async def _input_chunks(request):
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ParseError(f"JSON parse error - {exc}") from None
-    return jobs.list_chunks(jobs.json_user_ids(body))
+    valid = job_json_input(body, request)
+    return {
+        "chunks": jobs.list_chunks(valid.values, valid.kind),
+        "due_at": valid.due_at,
+        "dry_run": valid.dry_run,
+        "override_capacity": valid.override_capacity,
+        "with_identifiers": valid.with_identifiers,
+    }
+
+
+_CSV_BODY = {
+    "type": "string",
+    "description": "assign-multiple's CSV: a header row naming an identifier column "
+    "(`user_id`, `username` or `email`) and optionally `due_at` (per row; an empty cell "
+    "means none); other columns are ignored. UTF-8, a BOM and CRLF line ends tolerated. "
+    "Read as a stream: the first bad line makes the request a 400 naming it.",
+    "example": "email,due_at\r\nada@corp.example,2030-01-31T09:00:00Z\r\n",
+}
 
 
 class AssignmentJobCreateView(ApiView):
@@ -70,7 +97,7 @@ class AssignmentJobCreateView(ApiView):
     @extend_schema(
         request={
             "application/json": AssignmentJobCreateSerializer,
-            "text/csv": OpenApiTypes.STR,
+            "text/csv": _CSV_BODY,
         },
         responses={
             202: OpenApiResponse(
@@ -83,16 +110,26 @@ class AssignmentJobCreateView(ApiView):
                 ErrorSerializer, description="The course is archived (`course_archived`)."
             ),
         },
+        parameters=[
+            OpenApiParameter(
+                "dry_run", bool, description="A dry-run job (also the JSON body's `dry_run`)."
+            ),
+            OpenApiParameter(
+                "override_capacity",
+                bool,
+                description="Enroll beyond the capacity (also the JSON body's field).",
+            ),
+        ],
         summary="Assign a cohort of up to JOB_MAX_USERS users as a background job (admin only). "
-        'JSON `{"user_ids": [...]}` or text/csv with a `user_id` column.',
+        "assign-multiple's bodies: JSON with one of `user_ids`, `usernames`, `emails`, or "
+        "text/csv with a `user_id`, `username` or `email` column and optionally `due_at`.",
     )
     async def post(self, request, course_id: str):
-        chunks = await _input_chunks(request)
         job, _ = await jobs.job_create(
             course_id=course_id,
             admin_id=request.user.id,
-            chunks=chunks,
             job_id=idempotent_object_id(request),
+            **await _job_input(request),
         )
         return Response(
             job_data(job),

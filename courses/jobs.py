@@ -24,7 +24,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from itertools import repeat
 from typing import IO, Any
 
 from asgiref.sync import sync_to_async
@@ -33,7 +34,8 @@ from django.conf import settings
 from common.errors import Conflict, DomainError, InvalidInput, NotFound
 from courses import assignment, job_queue, membership, repository
 from courses import job_repository as jobs
-from courses.job_repository import AssignmentJob
+from courses.job_repository import AssignmentJob, ChunkInput
+from courses.serializers import csv_columns, csv_row
 
 logger = logging.getLogger("courses.jobs")
 
@@ -58,49 +60,39 @@ class ChunkBusy(Exception):
 
 
 # --- input -----------------------------------------------------------------------------
+#
+# A job takes assign-multiple's bodies (API.md): JSON with one identifier list (validated
+# by courses.job_serializers with assign-multiple's fields) or a CSV with its columns and
+# row rules (courses.serializers.csv_columns / csv_row), read here as a stream. Either
+# becomes an async iterator of ChunkInput; identifiers are resolved by the worker, chunk
+# by chunk, so creating a job costs the parsing and the chunk writes only.
 
 
-def _user_id(value: Any) -> int | None:
-    if type(value) is int and 0 < value < 2**63:
-        return value
-    return None
+def _chunked(values: list, size: int) -> Iterator[list]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
-def json_user_ids(body: Any) -> list[int]:
-    """The `user_ids` of a JSON body, validated (400 otherwise)."""
-    if not isinstance(body, dict) or set(body) != {"user_ids"}:
-        raise InvalidInput('The body must be {"user_ids": [...]}.')
-    ids = body["user_ids"]
-    if not isinstance(ids, list) or not ids:
-        raise InvalidInput("A non-empty list of user ids is required.", field="user_ids")
-    if len(ids) > settings.JOB_MAX_USERS:
-        raise InvalidInput(f"At most {settings.JOB_MAX_USERS} user ids per job.", field="user_ids")
-    for position, value in enumerate(ids):
-        if _user_id(value) is None:
-            raise InvalidInput(
-                f"Item {position}: {value!r} is not a user id (a positive integer).",
-                field="user_ids",
-            )
-    return ids
+async def list_chunks(
+    values: list[int] | list[str], kind: str = assignment.USER_ID
+) -> AsyncIterator[ChunkInput]:
+    """A validated JSON identifier list (one kind), chunk by chunk."""
+    for chunk in _chunked(values, settings.JOB_CHUNK_SIZE):
+        yield ChunkInput(identifiers=chunk, kinds=kind)
 
 
-def _chunked(ids: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
-
-
-class CsvUserIds:
-    """The `user_id` column of a CSV body, read line by line from a binary file (Django
-    spools a large body to disk), JOB_CHUNK_SIZE ids at a time: memory holds one chunk,
-    never the body. Any problem is an InvalidInput naming the line."""
-
-    COLUMN = "user_id"
+class CsvInput:
+    """A CSV body read line by line from a binary file (Django spools a large body to
+    disk; the console passes an uploaded file), JOB_CHUNK_SIZE rows at a time: memory
+    holds one chunk, never the body. The header and rows follow assign-multiple's rules
+    (an identifier column, `user_id`, `username` or `email`, optionally `due_at`; other
+    columns ignored; blank lines skipped). Any problem is an InvalidInput naming the line."""
 
     def __init__(self, stream: IO[bytes]) -> None:
         self.line = 0
         self._lines = self._decoded(stream)
         self._rows = csv.reader(self._lines, strict=True)
-        self._column: int | None = None
+        self._columns: tuple[list[tuple[str, int]], int | None] | None = None
         self._count = 0
 
     def _decoded(self, stream: IO[bytes]) -> Iterator[str]:
@@ -112,54 +104,58 @@ class CsvUserIds:
                 raise InvalidInput(f"CSV line {self.line} is not UTF-8.") from None
             yield text
 
-    def _header(self) -> int:
+    def _header(self) -> tuple[list[tuple[str, int]], int | None]:
         try:
             header = next(self._rows)
         except StopIteration:
             raise InvalidInput(
-                "The CSV is empty: a header row naming `user_id` is required."
+                "The CSV is empty: a header row naming user_id, username or email is required."
             ) from None
-        names = [name.strip() for name in header]
-        if self.COLUMN not in names:
-            raise InvalidInput(f"The CSV header must name a `{self.COLUMN}` column.")
-        return names.index(self.COLUMN)
-
-    def read_chunk(self, size: int) -> list[int]:
-        """Up to `size` more ids; an empty list at the end."""
         try:
-            if self._column is None:
-                self._column = self._header()
-            ids: list[int] = []
+            return csv_columns(header)
+        except ValueError as exc:
+            raise InvalidInput(f"CSV line {self.line}: {exc}") from None
+
+    def read_chunk(self, size: int) -> ChunkInput | None:
+        """Up to `size` more rows; None at the end."""
+        try:
+            if self._columns is None:
+                self._columns = self._header()
+            identifiers, due_column = self._columns
+            values: list[int | str] = []
+            kinds: list[str] = []
+            due_ats: list[datetime | None] = []
             for row in self._rows:
-                if not row or all(not cell.strip() for cell in row):
+                if not any(cell.strip() for cell in row):
                     continue  # blank line
-                cell = row[self._column].strip() if self._column < len(row) else ""
-                value = int(cell) if cell.isascii() and cell.isdigit() and len(cell) < 19 else None
-                if not value:
-                    raise InvalidInput(
-                        f"CSV line {self.line}: {cell!r} is not a user id (a positive integer)."
-                    )
-                ids.append(value)
+                try:
+                    item = csv_row(row, identifiers, due_column)
+                except ValueError as exc:
+                    raise InvalidInput(f"CSV line {self.line}: {exc}") from None
+                values.append(item.value)  # as sent: the results' "user"
+                kinds.append(item.kind)
+                due_ats.append(item.due_at)
                 self._count += 1
                 if self._count > settings.JOB_MAX_USERS:
                     raise InvalidInput(f"At most {settings.JOB_MAX_USERS} users per job.")
-                if len(ids) == size:
+                if len(values) == size:
                     break
-            return ids
         except csv.Error as exc:
             raise InvalidInput(f"CSV line {self.line} cannot be parsed: {exc}.") from None
+        if not values:
+            return None
+        return ChunkInput(
+            identifiers=values,
+            kinds=kinds[0] if len(identifiers) == 1 else kinds,
+            due_ats=due_ats if any(due_ats) else None,
+        )
 
 
-async def csv_chunks(stream: IO[bytes]) -> AsyncIterator[list[int]]:
-    """The ids of a CSV body, chunk by chunk; parsing (file reads) runs off the loop."""
-    reader = CsvUserIds(stream)
+async def csv_chunks(stream: IO[bytes]) -> AsyncIterator[ChunkInput]:
+    """The rows of a CSV body, chunk by chunk; parsing (file reads) runs off the loop."""
+    reader = CsvInput(stream)
     read = sync_to_async(reader.read_chunk, thread_sensitive=False)
-    while ids := await read(settings.JOB_CHUNK_SIZE):
-        yield ids
-
-
-async def list_chunks(ids: list[int]) -> AsyncIterator[list[int]]:
-    for chunk in _chunked(ids, settings.JOB_CHUNK_SIZE):
+    while chunk := await read(settings.JOB_CHUNK_SIZE):
         yield chunk
 
 
@@ -170,10 +166,21 @@ async def job_create(
     *,
     course_id: str,
     admin_id: int,
-    chunks: AsyncIterator[list[int]],
+    chunks: AsyncIterator[ChunkInput],
     job_id: str | None = None,
+    due_at: datetime | None = None,
+    override_capacity: bool = False,
+    dry_run: bool = False,
+    with_identifiers: bool = False,
 ) -> tuple[AssignmentJob, bool]:
     """Store the input and the job, and queue its chunks; returns (job, created).
+
+    `chunks` come from `list_chunks` or `csv_chunks`. `due_at` (a JSON body's) applies to
+    every user (a CSV's per-row deadlines travel with its chunks); `override_capacity` and
+    `dry_run` are assign-multiple's; `with_identifiers`: results carry "user" (every input
+    but JSON `user_ids`). A dry-run job computes each chunk's report and writes no
+    enrollment; its chunks run one after the other (each is queued when the one before it
+    is done), so each sees the seats the earlier ones would take.
 
     With a caller-chosen `job_id` (an Idempotency-Key retry) an existing job of that id is
     returned instead (and queued again if it was still queued: the queue drops duplicates).
@@ -186,15 +193,19 @@ async def job_create(
     existing = await jobs.job_get(job_id)
     if existing is not None:
         if existing.status == jobs.QUEUED:
-            await job_queue.enqueue_chunks(job_id, existing.chunks)
+            await _enqueue(existing)
         return existing, False
 
     total = count = 0
-    pending: list[list[int]] = []
+    kinds: set[str] = set()
+    pending: list[ChunkInput] = []
     try:
         async for chunk in chunks:
+            if isinstance(chunk, list):  # a plain list of user ids (the v1 callers)
+                chunk = ChunkInput(identifiers=chunk, kinds=assignment.USER_ID)
+            kinds.update([chunk.kinds] if isinstance(chunk.kinds, str) else chunk.kinds)
             pending.append(chunk)
-            total += len(chunk)
+            total += len(chunk.identifiers)
             if len(pending) == _STORE_BATCH:
                 await jobs.chunks_insert(job_id, count, pending)
                 count += len(pending)
@@ -203,7 +214,7 @@ async def job_create(
             await jobs.chunks_insert(job_id, count, pending)
             count += len(pending)
         if total == 0:
-            raise InvalidInput("The input names no user.", field="user_ids")
+            raise InvalidInput("The input names no user.")
     except BaseException:
         if count:
             await jobs.chunks_delete(job_id)
@@ -213,27 +224,71 @@ async def job_create(
         id=job_id,
         course_id=course_id,
         admin_id=admin_id,
-        identifier="user_id",
+        identifier=kinds.pop() if len(kinds) == 1 else "mixed",
         status=jobs.QUEUED,
         total=total,
         chunks=count,
         processed=0,
         summary=dict.fromkeys(SUMMARY_KEYS, 0),
         created_at=repository.now(),
+        due_at=due_at,
+        override_capacity=override_capacity,
+        dry_run=dry_run,
+        with_identifiers=with_identifiers,
     )
     if not await jobs.job_insert(job):  # a concurrent retry of the same key got there first
         return await job_get(job_id=job_id), False
     try:
-        await job_queue.enqueue_chunks(job_id, count)
+        await _enqueue(job)
     except DomainError as exc:
         # Nothing will run it: say so on the job, and answer the queue's 503.
         await jobs.job_end(job_id, status=jobs.FAILED, moment=repository.now(), error=exc.detail)
         raise
     logger.info(
         "assignment job queued",
-        extra={"job_id": job_id, "course_id": course_id, "total": total, "chunks": count},
+        extra={
+            "job_id": job_id,
+            "course_id": course_id,
+            "total": total,
+            "chunks": count,
+            "identifier": job.identifier,
+            "dry_run": dry_run,
+        },
     )
     return job, True
+
+
+async def _enqueue(job: AssignmentJob) -> None:
+    # A dry run's chunks go one at a time (job_chunk_run queues the next).
+    if job.dry_run:
+        await job_queue.enqueue_chunk(job.id, 0)
+    else:
+        await job_queue.enqueue_chunks(job.id, job.chunks)
+
+
+async def job_create_from_csv(
+    *,
+    course_id: str,
+    admin_id: int,
+    upload: Any,
+    dry_run: bool = False,
+    override_capacity: bool = False,
+    job_id: str | None = None,
+) -> AssignmentJob:
+    """Create a job from an uploaded CSV file (the web console): a Django UploadedFile or
+    any binary stream with `readline`, read line by line like an API CSV body. Raises
+    InvalidInput (400) naming the bad line, NotFound / Conflict for the course, and
+    ServiceUnavailable when the queue is down, like the API."""
+    job, _ = await job_create(
+        course_id=course_id,
+        admin_id=admin_id,
+        chunks=csv_chunks(upload),
+        job_id=job_id,
+        override_capacity=override_capacity,
+        dry_run=dry_run,
+        with_identifiers=True,
+    )
+    return job
 
 
 async def job_get(*, job_id: str) -> AssignmentJob:
@@ -266,7 +321,7 @@ def job_eta_seconds(job: AssignmentJob) -> float | None:
 
 @dataclass(frozen=True)
 class ResultsPage:
-    results: list[tuple[Any, str]]
+    results: list[dict[str, Any]]  # as assign-multiple renders them
     next_cursor: str | None
 
 
@@ -287,12 +342,12 @@ async def job_results_page(*, job_id: str, cursor: tuple[int, int], limit: int) 
     docs = await jobs.results_from(
         job_id, chunk, chunks=(offset + limit) // settings.JOB_CHUNK_SIZE + 2
     )
-    results: list[tuple[Any, str]] = []
+    results: list[dict[str, Any]] = []
     next_cursor = None
     for number, rows in docs:
         start = offset if number == chunk else 0
         take = rows[start : start + limit - len(results)]
-        results.extend((uid, status) for uid, status in take)
+        results.extend(take)
         if len(results) == limit:
             end = start + len(take)
             next_cursor = f"{number}.{end}" if end < len(rows) else f"{number + 1}.0"
@@ -313,6 +368,16 @@ def chunk_lease() -> timedelta:
     return timedelta(seconds=settings.JOB_CHUNK_TIMEOUT_SECONDS + 15)
 
 
+def _requested(job: AssignmentJob, chunk: ChunkInput) -> list[assignment.Requested]:
+    kinds = repeat(chunk.kinds) if isinstance(chunk.kinds, str) else chunk.kinds
+    due_ats = repeat(job.due_at) if chunk.due_ats is None else chunk.due_ats
+    # `repeat` is endless: the identifiers set the length.
+    return [
+        assignment.Requested(kind, value, due_at)
+        for value, kind, due_at in zip(chunk.identifiers, kinds, due_ats, strict=False)
+    ]
+
+
 async def job_chunk_run(*, job_id: str, chunk: int) -> str:
     """Run one chunk of a job; returns what happened (for the log and the tests):
     `done`, `skipped` (job ended, or chunk done already) or `failed` (the job failed).
@@ -329,19 +394,35 @@ async def job_chunk_run(*, job_id: str, chunk: int) -> str:
     if claim is None:
         state = await jobs.chunk_state(job_id, chunk)
         if state is None or state[0] or state[1] is None:
+            if state is not None and state[0]:
+                # Done, but its run may have died before queueing the next (a dry run).
+                await _enqueue_next(job, chunk)
             return "skipped"
         raise ChunkBusy(max((state[1] - repository.now()).total_seconds(), 1.0))
+    if job.dry_run and await jobs.job_counted(job_id, chunk):
+        # A dry chunk counted before a crash: running it again would see its own seats
+        # as taken by earlier chunks. Its results are stored; finish what it left.
+        await _chunk_finish(job, chunk)
+        return "done"
     started = time.monotonic()
     await jobs.job_start(job_id, moment)
     try:
         report = await assignment.assignment_bulk_create(
             course_id=job.course_id,
-            items=[assignment.Requested(assignment.USER_ID, uid) for uid in claim.identifiers],
+            items=_requested(job, claim.input),
             admin_id=job.admin_id,
-            with_identifiers=False,
+            due_at=job.due_at,
+            override_capacity=job.override_capacity,
+            dry_run=job.dry_run,
+            with_identifiers=job.with_identifiers,
             op=op,
             own_ops=frozenset(claim.earlier_ops),
             store=False,
+            # A user another chunk named first is a duplicate here (across the whole job,
+            # as within one request); identities are compared after resolution.
+            claim=lambda identities: jobs.users_claim(job_id, chunk, identities),
+            # Sequential dry chunks: the seats the earlier ones would take.
+            seats_taken=job.summary.get(assignment.ENROLLED, 0) if job.dry_run else 0,
         )
     except (NotFound, Conflict) as exc:
         # The course is gone or archived: no later chunk can succeed either.
@@ -354,12 +435,9 @@ async def job_chunk_run(*, job_id: str, chunk: int) -> str:
     except BaseException:
         await _release_quietly(job_id, chunk)
         raise
-    await jobs.results_put(
-        job_id, chunk, [(result["user_id"], result["status"]) for result in report.results]
-    )
+    await jobs.results_put(job_id, chunk, report.results)
     await jobs.job_count_chunk(job_id, chunk, report.summary)
-    await jobs.chunk_done(job_id, chunk)
-    finished = await jobs.job_complete_if_counted(job_id, job.chunks, repository.now())
+    finished = await _chunk_finish(job, chunk)
     logger.info(
         "assignment job chunk",
         extra={
@@ -370,10 +448,26 @@ async def job_chunk_run(*, job_id: str, chunk: int) -> str:
             "attempt": len(claim.earlier_ops) + 1,
             "ms": round((time.monotonic() - started) * 1000, 1),
             "enrolled": report.summary[assignment.ENROLLED],
+            "dry_run": job.dry_run,
             "job_finished": finished,
         },
     )
     return "done"
+
+
+async def _chunk_finish(job: AssignmentJob, chunk: int) -> bool:
+    """Mark a counted chunk done, end the job if it was the last (whether this call did),
+    queue a dry run's next chunk."""
+    await jobs.chunk_done(job.id, chunk)
+    finished = await jobs.job_complete_if_counted(job.id, job.chunks, repository.now())
+    if not finished:
+        await _enqueue_next(job, chunk)
+    return finished
+
+
+async def _enqueue_next(job: AssignmentJob, chunk: int) -> None:
+    if job.dry_run and chunk + 1 < job.chunks:
+        await job_queue.enqueue_chunk(job.id, chunk + 1)
 
 
 async def job_fail(*, job_id: str, error: str) -> None:

@@ -79,13 +79,17 @@ class UserIdListField(serializers.Field):
     def valid_item(self, item: Any) -> bool:
         return type(item) is int and 1 <= item <= MAX_USER_ID
 
+    # The setting that bounds the list (read when validating: tests change it).
+    limit_setting = "ASSIGN_MAX_USERS"
+
     def to_internal_value(self, data: Any) -> list:
+        limit = getattr(settings, self.limit_setting)
         if not isinstance(data, list):
             self.fail("not_a_list")
         if not data:
             self.fail("empty")
-        if len(data) > settings.ASSIGN_MAX_USERS:
-            self.fail("too_long", max=settings.ASSIGN_MAX_USERS)
+        if len(data) > limit:
+            self.fail("too_long", max=limit)
         for index, item in enumerate(data):
             if not self.valid_item(item):
                 self.fail("invalid_item", index=index, length=getattr(self, "max_length", None))
@@ -391,7 +395,8 @@ class AssignmentInput:
     with_identifiers: bool  # False: the v1 result shape ({"user_id", "status"})
 
 
-def _query_flag(request: Any, name: str) -> bool:
+def query_flag(request: Any, name: str) -> bool:
+    """`?name=true|false|1|0` (absent: False); anything else is a 400."""
     value = request.query_params.get(name)
     if value is None:
         return False
@@ -405,8 +410,8 @@ def _query_flag(request: Any, name: str) -> bool:
 def assignment_input(request: Any) -> AssignmentInput:
     """Validate a JSON (`AssignMultipleSerializer`) or CSV (`CsvTable`) body; `?dry_run=`
     and `?override_capacity=` apply to either (a dry run if the body or the query says so)."""
-    dry_run = _query_flag(request, "dry_run")
-    override = _query_flag(request, "override_capacity")
+    dry_run = query_flag(request, "dry_run")
+    override = query_flag(request, "override_capacity")
     if request.content_type.startswith(CSVParser.media_type) and not request.data:
         raise serializers.ValidationError({"csv": [CSVParser.NO_HEADER]})
     if isinstance(request.data, CsvTable):
@@ -436,26 +441,35 @@ CSV_MAX_ROW_ERRORS = 20
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
-def _csv_columns(header: list[str]) -> tuple[list[tuple[str, int]], int | None]:
+def csv_columns(header: list[str]) -> tuple[list[tuple[str, int]], int | None]:
     """(identifier columns as (kind, index), due_at column index); other columns (a name,
-    a department: what an HR export holds) are ignored."""
+    a department: what an HR export holds) are ignored. A ValueError says what is wrong.
+    Shared by assign-multiple and assignment jobs (courses/jobs.py streams its rows)."""
     names = [cell.strip().lower() for cell in header]
     known = [n for n in names if n in (*IDENTIFIER_KINDS, CSV_DUE_AT)]
     twice = sorted({n for n in known if known.count(n) > 1})
     if twice:
-        raise serializers.ValidationError({"csv": [f"Column {twice[0]} appears twice."]})
+        raise ValueError(f"Column {twice[0]} appears twice.")
     identifiers = [(n, names.index(n)) for n in IDENTIFIER_KINDS if n in names]
     if not identifiers:
-        raise serializers.ValidationError(
-            {"csv": ["The header row must name an identifier column: user_id, username or email."]}
+        raise ValueError(
+            "The header row must name an identifier column: user_id, username or email."
         )
     return identifiers, names.index(CSV_DUE_AT) if CSV_DUE_AT in names else None
 
 
-def _csv_row(
+def _csv_columns(header: list[str]) -> tuple[list[tuple[str, int]], int | None]:
+    try:
+        return csv_columns(header)
+    except ValueError as exc:
+        raise serializers.ValidationError({"csv": [str(exc)]}) from None
+
+
+def csv_row(
     row: list[str], identifiers: list[tuple[str, int]], due_column: int | None
 ) -> Requested:
-    """One record as a Requested user; a ValueError names what is wrong with it."""
+    """One record as a Requested user; a ValueError names what is wrong with it (shared
+    with assignment jobs, like `csv_columns`)."""
 
     def cell(index: int) -> str:
         return row[index].strip() if index < len(row) else ""
@@ -492,7 +506,7 @@ def csv_assignment_items(table: CsvTable) -> list[Requested]:
         if not any(c.strip() for c in row):
             continue
         try:
-            items.append(_csv_row(row, identifiers, due_column))
+            items.append(csv_row(row, identifiers, due_column))
         except ValueError as exc:
             bad += 1
             if len(errors) < CSV_MAX_ROW_ERRORS:

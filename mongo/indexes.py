@@ -30,6 +30,7 @@ ASSIGNMENT_RESULTS = "assignment_results"
 ASSIGNMENT_JOBS = "assignment_jobs"
 JOB_CHUNKS = "assignment_job_chunks"
 JOB_RESULTS = "assignment_job_results"
+JOB_USERS = "assignment_job_users"
 
 # An ensured index is re-verified (one no-op createIndexes) at least this often, even if
 # no server change was seen.

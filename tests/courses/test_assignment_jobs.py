@@ -132,20 +132,41 @@ async def test_csv_job_streams_the_user_id_column(api, admin, create_course, job
     assert await invariants(course["id"], in_order=False) == 9
 
 
+PAST = "2020-01-01T00:00:00Z"
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "message"),
     [
-        (b"name,email\nx,y@example.com\n", "text/csv", "`user_id` column"),
-        (b"user_id\n12\nabc\n", "text/csv", "CSV line 3: 'abc' is not a user id"),
+        (b"name,dept\nx,y\n", "text/csv", "CSV line 1: The header row must name an identifier"),
+        (b"user_id,User_ID\n1,2\n", "text/csv", "Column user_id appears twice"),
+        (b"user_id\n12\nabc\n", "text/csv", "CSV line 3: user_id is not a positive integer"),
         (b"user_id\n12\n\xff\xfe\n", "text/csv", "CSV line 3 is not UTF-8"),
-        (b"user_id\n0\n", "text/csv", "CSV line 2: '0' is not a user id"),
+        (b"user_id\n0\n", "text/csv", "CSV line 2: user_id is not a positive integer"),
         (b'user_id\n"12\n', "text/csv", "cannot be parsed"),
         (b"", "text/csv", "The CSV is empty"),
         (b"user_id\n\n", "text/csv", "names no user"),
-        (b'{"user_ids": [1, "2"]}', "application/json", "Item 1: '2' is not a user id"),
-        (b'{"user_ids": [true]}', "application/json", "Item 0: True is not a user id"),
-        (b'{"user_ids": []}', "application/json", "non-empty list"),
-        (b'{"user_ids": [1], "x": 1}', "application/json", "The body must be"),
+        (
+            f"email,due_at\na@example.com,\nb@example.com,{PAST}\n".encode(),
+            "text/csv",
+            "CSV line 3: due_at: Must be in the future.",
+        ),
+        (b"email,due_at\na@example.com,soon\n", "text/csv", "CSV line 2: due_at:"),
+        (b"email,username\na@x.org,\nb@x.org,bob\n", "text/csv", "CSV line 3: give one"),
+        (b"email,name\na@x.org,A\n,B\n", "text/csv", "CSV line 3: empty identifier"),
+        (b'{"user_ids": [1, "2"]}', "application/json", "Item 1 is not a valid user id"),
+        (b'{"user_ids": [true]}', "application/json", "Item 0 is not a valid user id"),
+        (b'{"user_ids": []}', "application/json", "may not be empty"),
+        (b'{"user_ids": [1], "x": 1}', "application/json", "Unexpected field"),
+        (b'{"usernames": ["a", " "]}', "application/json", "Item 1 is not a non-empty string"),
+        (b'{"emails": ["a@x.org"], "user_ids": [1]}', "application/json", "exactly one of"),
+        (b"{}", "application/json", "exactly one of"),
+        (
+            f'{{"emails": ["a@x.org"], "due_at": "{PAST}"}}'.encode(),
+            "application/json",
+            "Must be in the future",
+        ),
+        (b'{"user_ids": [1], "dry_run": "yes"}', "application/json", "dry_run"),
     ],
 )
 async def test_bad_input_is_a_400_and_writes_nothing(
