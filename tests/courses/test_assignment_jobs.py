@@ -428,3 +428,310 @@ async def test_a_csv_larger_than_the_in_memory_limit_is_read_as_a_stream(
         replay = await api.post(_url(course["id"]), content=body, headers=headers)
         assert replay.headers["Idempotent-Replayed"] == "true"
         assert replay.json()["id"] == response.json()["id"]
+
+
+# --- assign-multiple's bodies (API.md "Admin assignment, version 2") ---------------------
+
+FUTURE = "2031-03-01T09:00:00Z"
+LATER = "2032-06-30T17:00:00Z"
+
+
+async def _run(api, admin, job_queue, job: dict) -> dict:
+    await job_queue()
+    polled = await api.get(f"/api/assignment-jobs/{job['id']}/", headers=admin[1])
+    assert polled.status_code == 200
+    return polled.json()
+
+
+async def _enrollment(course_id: str, user_id: int) -> dict | None:
+    return await get_db().enrollments.find_one(
+        {"course_id": ObjectId(course_id), "user_id": user_id}
+    )
+
+
+async def test_usernames_job_resolves_per_chunk_and_reports_the_user(
+    api, admin, create_course, job_queue, invariants
+):
+    # given six users named by username, in other cases, one unknown (chunks of 4)
+    course = await create_course()
+    ids = await _users(6, prefix="Name")
+    names = ["NAME0", "name1", "Name2", "nAmE3", "nobody-here", "name4", "NAME5"]
+    # when a job names them with a due_at
+    response = await api.post(
+        _url(course["id"]), json={"usernames": names, "due_at": FUTURE}, headers=admin[1]
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["total"] == 7
+    assert response.json()["dry_run"] is False
+    done = await _run(api, admin, job_queue, response.json())
+    # then everyone known is enrolled with the deadline, and each result says who was sent
+    assert done["status"] == "succeeded"
+    assert done["summary"]["enrolled"] == 6
+    assert done["summary"]["not_found"] == 1
+    results = await _all_results(api, admin[1], done["id"], limit=2)
+    assert [r["user"] for r in results] == names
+    assert [r["user_id"] for r in results] == [*ids[:4], None, *ids[4:]]
+    assert results[4]["status"] == "not_found"
+    assert await invariants(course["id"], in_order=False) == 6
+    stored = await _enrollment(course["id"], ids[5])
+    assert stored["due_at"].isoformat().startswith("2031-03-01T09:00:00")
+
+
+async def test_emails_duplicates_across_chunks_are_duplicates(
+    api, admin, create_course, job_queue, invariants
+):
+    # given emails in mixed case, the same user again in later chunks (chunks of 4)
+    course = await create_course()
+    ids = await _users(5, prefix="mail")
+    emails = [
+        "mail0@example.com",
+        "MAIL1@example.com",
+        "mail2@EXAMPLE.com",
+        "mail3@example.com",
+        "Mail0@Example.com",  # chunk 1: mail0 again
+        "mail4@example.com",
+        "ghost@example.com",
+        "mail1@example.com",  # mail1 again
+        "GHOST@example.com",  # chunk 2: the unknown one again
+        "mail4@example.com",  # the same spelling twice
+    ]
+    job = (await api.post(_url(course["id"]), json={"emails": emails}, headers=admin[1])).json()
+    done = await _run(api, admin, job_queue, job)
+    # then each user (and the unknown address) is one result, the rest are duplicates
+    assert done["summary"] == {
+        "requested": 10,
+        "enrolled": 5,
+        "already_enrolled": 0,
+        "waitlisted": 0,
+        "not_found": 1,
+        "inactive": 0,
+        "duplicates_in_request": 4,
+    }
+    results = await _all_results(api, admin[1], done["id"], limit=3)
+    assert [r["user"] for r in results] == [*emails[:4], emails[5], emails[6]]
+    assert [r["user_id"] for r in results] == [*ids[:4], ids[4], None]
+    assert await invariants(course["id"], in_order=False) == 5
+
+
+async def test_a_user_named_by_id_and_email_in_a_csv_is_one(
+    api, admin, create_course, job_queue, invariants
+):
+    course = await create_course()
+    ids = await _users(3, prefix="both")
+    body = (
+        "user_id,email\n"
+        f"{ids[0]},\n,both1@example.com\n{ids[2]},\n,\n,BOTH0@example.com\n{ids[1]},\n"
+    ).encode()
+    response = await api.post(
+        _url(course["id"]), content=body, headers={**admin[1], "Content-Type": "text/csv"}
+    )
+    assert response.status_code == 202, response.text
+    done = await _run(api, admin, job_queue, response.json())
+    assert done["summary"]["enrolled"] == 3
+    assert done["summary"]["duplicates_in_request"] == 2
+    results = await _all_results(api, admin[1], done["id"], limit=10)
+    assert results == [
+        {"user": str(ids[0]), "user_id": ids[0], "status": "enrolled"},
+        {"user": "both1@example.com", "user_id": ids[1], "status": "enrolled"},
+        {"user": str(ids[2]), "user_id": ids[2], "status": "enrolled"},
+    ]
+    assert await invariants(course["id"], in_order=False) == 3
+
+
+async def test_csv_with_email_and_due_at_sets_and_moves_deadlines(
+    api, admin, create_course, job_queue, invariants
+):
+    # given a user already enrolled with a deadline, and a CSV with a due_at column
+    course = await create_course()
+    ids = await _users(6, prefix="due")
+    first = await api.post(
+        f"/api/courses/{course['id']}/assign/",
+        json={"user_id": ids[0], "due_at": FUTURE},
+        headers=admin[1],
+    )
+    assert first.status_code == 201
+    rows = [
+        f"due0@example.com,{LATER}",  # enrolled: its deadline moves
+        f"DUE1@example.com,{LATER}",
+        "due2@example.com,",  # no deadline
+        f"due3@example.com,{FUTURE}",
+        "due4@example.com,",
+        f"due5@example.com,{LATER}",
+    ]
+    body = ("\ufeffemail,due_at\r\n" + "\r\n".join(rows) + "\r\n").encode()
+    response = await api.post(
+        _url(course["id"]), content=body, headers={**admin[1], "Content-Type": "text/csv"}
+    )
+    assert response.status_code == 202, response.text
+    done = await _run(api, admin, job_queue, response.json())
+    assert done["summary"]["enrolled"] == 5
+    assert done["summary"]["already_enrolled"] == 1
+    results = await _all_results(api, admin[1], done["id"], limit=10)
+    assert results[0] == {
+        "user": "due0@example.com",
+        "user_id": ids[0],
+        "status": "already_enrolled",
+        "due_at_updated": True,
+    }
+    deadlines = [(await _enrollment(course["id"], uid))["due_at"] for uid in ids]
+    assert [d and d.isoformat()[:19] for d in deadlines] == [
+        "2032-06-30T17:00:00",
+        "2032-06-30T17:00:00",
+        None,
+        "2031-03-01T09:00:00",
+        None,
+        "2032-06-30T17:00:00",
+    ]
+    assert await invariants(course["id"], in_order=False) == 6
+
+
+@pytest.mark.parametrize("override", [False, True])
+async def test_capacity_waitlists_unless_overridden(
+    api, admin, create_course, job_queue, invariants, override
+):
+    # given a course of 3 seats and a job of 6 users (two chunks)
+    course = await create_course(capacity=3)
+    ids = await _users(6, prefix="cap")
+    body = {"user_ids": ids}
+    if override:
+        body["override_capacity"] = True
+    job = (await api.post(_url(course["id"]), json=body, headers=admin[1])).json()
+    done = await _run(api, admin, job_queue, job)
+    # then the first three are seated and the rest wait, or all six are seated
+    if override:
+        assert done["summary"]["enrolled"] == 6
+        assert done["summary"]["waitlisted"] == 0
+        members = await get_db().enrollments.count_documents({"status": "active"})
+        assert members == 6
+    else:
+        assert done["summary"]["enrolled"] == 3
+        assert done["summary"]["waitlisted"] == 3
+        assert await invariants(course["id"], in_order=False) == 3
+    results = await _all_results(api, admin[1], done["id"], limit=10)
+    assert set(results[0]) == {"user_id", "status"}  # JSON user_ids: v1 shape
+
+
+async def test_override_capacity_as_a_csv_query_flag(api, admin, create_course, job_queue):
+    course = await create_course(capacity=1)
+    await _users(3, prefix="flag")
+    body = b"username\nflag0\nflag1\nflag2\n"
+    response = await api.post(
+        _url(course["id"]) + "?override_capacity=true",
+        content=body,
+        headers={**admin[1], "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 202, response.text
+    done = await _run(api, admin, job_queue, response.json())
+    assert done["summary"]["enrolled"] == 3
+    bad = await api.post(
+        _url(course["id"]) + "?dry_run=maybe",
+        content=body,
+        headers={**admin[1], "Content-Type": "text/csv"},
+    )
+    assert bad.status_code == 400
+
+
+async def test_dry_run_job_reports_and_writes_no_enrollment(
+    api, admin, create_course, job_queue, invariants
+):
+    # given a course of 5 seats with one member, and 10 users, one of them named twice
+    course = await create_course(capacity=5)
+    ids = await _users(10, prefix="dry")
+    member = await api.post(
+        f"/api/courses/{course['id']}/assign/", json={"user_id": ids[0]}, headers=admin[1]
+    )
+    assert member.status_code == 201
+    emails = [f"dry{i}@example.com" for i in range(10)] + ["DRY3@example.com"]
+    # when a dry-run job runs (three chunks of 4, one after the other)
+    response = await api.post(
+        _url(course["id"]), json={"emails": emails, "dry_run": True}, headers=admin[1]
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["dry_run"] is True
+    done = await _run(api, admin, job_queue, response.json())
+    # then the summary is what the assignment would do: 4 free seats across chunks
+    assert done["status"] == "succeeded"
+    assert done["dry_run"] is True
+    assert done["summary"] == {
+        "requested": 11,
+        "enrolled": 4,
+        "already_enrolled": 1,
+        "waitlisted": 5,
+        "not_found": 0,
+        "inactive": 0,
+        "duplicates_in_request": 1,
+    }
+    results = await _all_results(api, admin[1], done["id"], limit=4)
+    assert [r["status"] for r in results] == ["already_enrolled"] + ["enrolled"] * 4 + [
+        "waitlisted"
+    ] * 5
+    # and nothing was written but the job's own records
+    assert await get_db().enrollments.count_documents({}) == 1
+    assert await invariants(course["id"], in_order=False) == 1
+    # the same dry run as CSV with ?dry_run=true answers the same summary
+    body = ("email\n" + "\n".join(emails) + "\n").encode()
+    again = await api.post(
+        _url(course["id"]) + "?dry_run=true",
+        content=body,
+        headers={**admin[1], "Content-Type": "text/csv"},
+    )
+    assert again.status_code == 202
+    assert (await _run(api, admin, job_queue, again.json()))["summary"] == done["summary"]
+
+
+async def test_a_dry_chunk_counted_before_a_crash_is_not_run_again(
+    api, admin, create_course, job_queue
+):
+    # given a dry-run job whose first chunk was counted, then "crashed" before done
+    course = await create_course(capacity=2)
+    ids = await _users(8, prefix="drycrash")
+    job = (
+        await api.post(
+            _url(course["id"]), json={"user_ids": ids, "dry_run": True}, headers=admin[1]
+        )
+    ).json()
+    assert await jobs.job_chunk_run(job_id=job["id"], chunk=0) == "done"
+    await get_db().assignment_job_chunks.update_one(
+        {"job_id": job["id"], "chunk": 0}, {"$set": {"done": False, "lease_until": None}}
+    )
+    # when the queue runs it again, then the next one
+    await job_queue()
+    done = (await api.get(f"/api/assignment-jobs/{job['id']}/", headers=admin[1])).json()
+    # then the seats are counted once: 2 enrolled, 6 waitlisted
+    assert done["status"] == "succeeded"
+    assert done["summary"]["enrolled"] == 2
+    assert done["summary"]["waitlisted"] == 6
+    assert await get_db().enrollments.count_documents({}) == 0
+
+
+async def test_the_console_service_creates_a_job_from_an_uploaded_csv(
+    admin, create_course, job_queue, invariants
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from courses.job_repository import QUEUED
+
+    course = await create_course()
+    ids = await _users(5, prefix="upload")
+    upload = SimpleUploadedFile(
+        "cohort.csv",
+        ("username,due_at\n" + "\n".join(f"upload{i},{FUTURE}" for i in range(5))).encode(),
+        content_type="text/csv",
+    )
+    job = await jobs.job_create_from_csv(
+        course_id=course["id"], admin_id=admin[0].id, upload=upload, override_capacity=True
+    )
+    assert job.status == QUEUED
+    assert job.total == 5
+    assert job.override_capacity is True
+    assert job.with_identifiers is True
+    await job_queue()
+    assert await invariants(course["id"], in_order=False) == 5
+    assert (await _enrollment(course["id"], ids[4]))["due_at"] is not None
+    # a bad file is an InvalidInput naming the line, and stores nothing
+    from common.errors import InvalidInput
+
+    bad = SimpleUploadedFile("bad.csv", b'username\nupload0\nupload1,\n"x\n')
+    with pytest.raises(InvalidInput, match="CSV line 4"):
+        await jobs.job_create_from_csv(course_id=course["id"], admin_id=admin[0].id, upload=bad)
+    assert await get_db().assignment_jobs.count_documents({}) == 1
