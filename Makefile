@@ -90,10 +90,12 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: $(BENCH_STAMP) ## The performance ladder (bench/README.md); BENCH_QUICK=1: ~2 min
 	$(PY) -m bench
 
-# Assignment jobs: a 100,000-user CSV job (BENCH_JOB_SIZES="100000 1000000" adds the million).
+# Assignment jobs: a 100,000-user CSV job by user_id, then by email (BENCH_JOB_SIZES="100000
+# 1000000" adds the million; BENCH_JOB_IDENTIFIERS=user_id keeps to ids).
 BENCH_JOB_SIZES ?= 100000
+BENCH_JOB_IDENTIFIERS ?= user_id email
 bench-jobs: $(STAMP) ## Assignment-job throughput (bench/jobs.py): users created, jobs timed
-	$(PY) -m bench.jobs --sizes $(BENCH_JOB_SIZES)
+	$(PY) -m bench.jobs --sizes $(BENCH_JOB_SIZES) --identifier $(BENCH_JOB_IDENTIFIERS)
 
 clean: ## Remove .venv, the dev databases and the stand-in's data file
 	rm -rf $(VENV) db.sqlite3 .standin-data.bson .standin-data.bson.lock

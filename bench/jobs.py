@@ -4,7 +4,9 @@ Starts its own stack in a temporary directory (SQLite, the MongoDB stand-in, one
 process, `--workers` assignment workers), creates the users with `bulk_create` (unusable
 passwords), submits one CSV job per `--sizes` entry on a fresh course and times it:
 upload (until the 202), run (202 to `succeeded`) and chunks per second. Prints one JSON
-line per job. Example: `python -m bench.jobs --sizes 100000 1000000 --workers 2`.
+line per job. `--identifier email` (or `username`) names the users by that column instead
+of `user_id` (resolved in SQL by the workers). Example: `python -m bench.jobs --sizes
+100000 1000000 --workers 2 --identifier user_id email`.
 """
 
 from __future__ import annotations
@@ -51,7 +53,16 @@ def _seed(env: dict[str, str], users: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _job(api: httpx.Client, headers: dict, ids: list[int]) -> dict:
+def _csv(ids: list[int], identifier: str) -> bytes:
+    if identifier == "user_id":
+        return ("user_id\n" + "\n".join(map(str, ids)) + "\n").encode()
+    # bench.jobs_users names user i `cohort<i>` (email `cohort<i>@example.com`), ids in order.
+    suffix = "@example.com" if identifier == "email" else ""
+    rows = (f"cohort{i}{suffix}" for i in range(len(ids)))
+    return (identifier + "\n" + "\n".join(rows) + "\n").encode()
+
+
+def _job(api: httpx.Client, headers: dict, ids: list[int], identifier: str = "user_id") -> dict:
     course = api.post(
         "/api/courses/",
         json={
@@ -61,7 +72,7 @@ def _job(api: httpx.Client, headers: dict, ids: list[int]) -> dict:
         },
         headers=headers,
     ).json()
-    body = ("user_id\n" + "\n".join(map(str, ids)) + "\n").encode()
+    body = _csv(ids, identifier)
     started = time.monotonic()
     created = api.post(
         f"/api/courses/{course['id']}/assignment-jobs/",
@@ -83,6 +94,7 @@ def _job(api: httpx.Client, headers: dict, ids: list[int]) -> dict:
     run = finished - accepted
     return {
         "users": len(ids),
+        "identifier": identifier,
         "body_mb": round(len(body) / 1e6, 1),
         "status": job["status"],
         "enrolled": job["summary"]["enrolled"],
@@ -111,6 +123,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk-size", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=1, help="chunks per worker at once")
+    parser.add_argument(
+        "--identifier",
+        nargs="+",
+        choices=["user_id", "username", "email"],
+        default=["user_id"],
+        help="the CSV's identifier column; several: one job per size and identifier",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp, ExitStack() as stack:
         env = {
@@ -139,8 +158,8 @@ def main() -> int:
             stack.enter_context(WorkerProcess(env, log_path=Path(tmp) / "workers.log"))
         headers = {"Authorization": f"Bearer {seeded['access']}"}
         with httpx.Client(base_url=server.url, timeout=600) as api:
-            for size in args.sizes:
-                result = _job(api, headers, seeded["ids"][:size])
+            for size, identifier in [(n, i) for n in args.sizes for i in args.identifier]:
+                result = _job(api, headers, seeded["ids"][:size], identifier)
                 print(
                     json.dumps(
                         {
