@@ -46,11 +46,12 @@ def task_id(job_id: str, chunk: int) -> str:
     return f"{job_id}:{chunk}"
 
 
-async def enqueue_chunks(job_id: str, chunks: int) -> None:
-    """Queue every chunk of a job; ServiceUnavailable when Redis does not answer."""
+async def enqueue_chunks(job_id: str, chunks: int, *, first: int = 0) -> None:
+    """Queue chunks `first` .. `chunks - 1` of a job (every chunk by default);
+    ServiceUnavailable when Redis does not answer."""
     try:
         pool = await queue_pool()
-        for chunk in range(chunks):
+        for chunk in range(first, chunks):
             await pool.enqueue_job(
                 TASK,
                 job_id,
@@ -63,19 +64,9 @@ async def enqueue_chunks(job_id: str, chunks: int) -> None:
 
 
 async def enqueue_chunk(job_id: str, chunk: int) -> None:
-    """Queue one chunk (a dry-run job's next); ServiceUnavailable when Redis does not
-    answer. A chunk queued or run already is not queued again (the task id)."""
-    try:
-        pool = await queue_pool()
-        await pool.enqueue_job(
-            TASK,
-            job_id,
-            chunk,
-            _job_id=task_id(job_id, chunk),
-            _queue_name=settings.JOB_QUEUE_NAME,
-        )
-    except (RedisError, OSError) as exc:
-        raise ServiceUnavailable(QUEUE_UNAVAILABLE) from exc
+    """Queue one chunk (a dry-run job's next). One queued or run already is not queued
+    again (the task id)."""
+    await enqueue_chunks(job_id, chunk + 1, first=chunk)
 
 
 async def close_queue_pool() -> None:
