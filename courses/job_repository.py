@@ -31,6 +31,7 @@ from mongo.client import get_collection, unavailable_on_driver_error
 from mongo.indexes import ASSIGNMENT_JOBS, JOB_CHUNKS, JOB_RESULTS, JOB_USERS
 
 DUPLICATE_KEY = 11000
+READ_CHUNK = 1000  # ids per `$in` read (courses.assignment.READ_CHUNK)
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -317,11 +318,14 @@ async def results_from(
         return [(doc["chunk"], [_result(r) for r in doc["results"]]) async for doc in cursor]
 
 
-async def users_claim(job_id: str, chunk: int, identities: Sequence[str]) -> set[str]:
+async def users_claim(
+    job_id: str, chunk: int, identities: Sequence[str], *, rerun: bool
+) -> set[str]:
     """Record that `chunk` names these users (distinct identities); returns those that
     another chunk of the job named first. One unordered insert: an identity already there
-    is a duplicate-key error, and the chunk that holds it is read back (the same chunk run
-    again after a crash finds its own, which are not duplicates)."""
+    is a duplicate-key error. On a chunk's first attempt every such error is another
+    chunk's; on a `rerun` the holders are read back (the chunk's own, from an attempt that
+    crashed, are not duplicates)."""
     if not identities:
         return set()
     docs = [{"_id": f"{job_id}:{i}", "job_id": job_id, "chunk": chunk} for i in identities]
@@ -335,8 +339,16 @@ async def users_claim(job_id: str, chunk: int, identities: Sequence[str]) -> set
         if any(error["code"] != DUPLICATE_KEY for error in errors):
             raise
         clashing = [docs[error["index"]]["_id"] for error in errors]
-    with unavailable_on_driver_error():
-        others = collection.find({"_id": {"$in": clashing}, "chunk": {"$ne": chunk}}, {"_id": 1})
-        taken = [doc["_id"] async for doc in others]
+    if rerun:
+        # `$in` reads of at most READ_CHUNK ids, as the bulk path's: the stand-in checks
+        # each found document against the whole list.
+        others = []
+        for start in range(0, len(clashing), READ_CHUNK):
+            with unavailable_on_driver_error():
+                holders = collection.find(
+                    {"_id": {"$in": clashing[start : start + READ_CHUNK]}}, {"chunk": 1}
+                )
+                others += [doc["_id"] async for doc in holders if doc["chunk"] != chunk]
+        clashing = others
     prefix = len(job_id) + 1
-    return {key[prefix:] for key in taken}
+    return {key[prefix:] for key in clashing}

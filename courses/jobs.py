@@ -420,7 +420,9 @@ async def job_chunk_run(*, job_id: str, chunk: int) -> str:
             store=False,
             # A user another chunk named first is a duplicate here (across the whole job,
             # as within one request); identities are compared after resolution.
-            claim=lambda identities: jobs.users_claim(job_id, chunk, identities),
+            claim=lambda identities: jobs.users_claim(
+                job_id, chunk, identities, rerun=bool(claim.earlier_ops)
+            ),
             # Sequential dry chunks: the seats the earlier ones would take.
             seats_taken=job.summary.get(assignment.ENROLLED, 0) if job.dry_run else 0,
         )

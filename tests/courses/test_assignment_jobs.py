@@ -735,3 +735,36 @@ async def test_the_console_service_creates_a_job_from_an_uploaded_csv(
     with pytest.raises(InvalidInput, match="CSV line 4"):
         await jobs.job_create_from_csv(course_id=course["id"], admin_id=admin[0].id, upload=bad)
     assert await get_db().assignment_jobs.count_documents({}) == 1
+
+
+async def test_out_of_order_chunks_and_a_rerun_keep_duplicates_right(
+    api, admin, create_course, job_queue, invariants
+):
+    # given a user named in chunk 0 and (in another case) in chunk 1, chunk 1 run first
+    course = await create_course()
+    ids = await _users(5, prefix="order")
+    emails = [f"order{i}@example.com" for i in range(4)] + [
+        "ORDER0@example.com",
+        "order4@example.com",
+    ]
+    job = (await api.post(_url(course["id"]), json={"emails": emails}, headers=admin[1])).json()
+    assert await jobs.job_chunk_run(job_id=job["id"], chunk=1) == "done"
+    assert await jobs.job_chunk_run(job_id=job["id"], chunk=0) == "done"
+    # when chunk 0 runs again after a "crash" before it was marked done
+    await get_db().assignment_job_chunks.update_one(
+        {"job_id": job["id"], "chunk": 0}, {"$set": {"done": False, "lease_until": None}}
+    )
+    await get_db().assignment_jobs.update_one(
+        {"_id": job["id"]}, {"$set": {"status": "running", "finished_at": None}}
+    )
+    assert await jobs.job_chunk_run(job_id=job["id"], chunk=0) == "done"
+    # then the chunk that ran first holds the user, the other counts a duplicate, once
+    polled = (await api.get(f"/api/assignment-jobs/{job['id']}/", headers=admin[1])).json()
+    assert polled["status"] == "succeeded"
+    assert polled["summary"]["enrolled"] == 5
+    assert polled["summary"]["duplicates_in_request"] == 1
+    results = await _all_results(api, admin[1], job["id"], limit=10)
+    assert [r["user"] for r in results] == emails[1:]
+    assert [r["user_id"] for r in results] == [*ids[1:4], ids[0], ids[4]]
+    assert [r["status"] for r in results] == ["enrolled"] * 5
+    assert await invariants(course["id"], in_order=False) == 5
