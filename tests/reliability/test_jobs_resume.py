@@ -132,7 +132,7 @@ def test_a_worker_killed_mid_job_is_resumed_by_another(cohort_sqlite, standin_ur
         # and every user has one result, in chunk documents
         results = list(db.assignment_job_results.find({"job_id": job_id}))
         assert len(results) == COHORT // CHUNK
-        statuses = [status for doc in results for _, status in doc["results"]]
+        statuses = [result["status"] for doc in results for result in doc["results"]]
         assert len(statuses) == COHORT
         assert set(statuses) == {"enrolled"}
         # and the workers logged a JSON line per chunk, one chunk at least run twice
