@@ -142,6 +142,7 @@ async def job_detail(request: HttpRequest, course_id: str, job_id: str) -> HttpR
         "course": found,
         **_progress(job),
         "admin_name": admin[0][1] if admin else "",
+        "took": (job.finished_at - job.created_at).total_seconds() if job.finished_at else None,
         "rows": rows,
         "next_cursor": next_cursor,
         "paged": raw_cursor is not None,
