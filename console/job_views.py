@@ -63,13 +63,16 @@ async def _course_job(course_id: str, job_id: str):
 
 
 def _progress(job: AssignmentJob) -> dict:
-    """What the progress fragment shows: status, processed of total, ETA, summary."""
+    """What the progress fragment shows: status, processed of total, ETA or duration,
+    summary."""
     percent = int(job.processed * 100 / job.total) if job.total else 0
     return {
         "job": job,
         "active": job.status in ACTIVE,
         "percent": percent,
         "eta": jobs.job_eta_seconds(job),
+        # From the upload to the end (queue wait included), as the admin lived it.
+        "took": (job.finished_at - job.created_at).total_seconds() if job.finished_at else None,
         "cards": [(key, label, job.summary.get(key, 0)) for key, label in SUMMARY_CARDS],
     }
 
@@ -142,7 +145,6 @@ async def job_detail(request: HttpRequest, course_id: str, job_id: str) -> HttpR
         "course": found,
         **_progress(job),
         "admin_name": admin[0][1] if admin else "",
-        "took": (job.finished_at - job.created_at).total_seconds() if job.finished_at else None,
         "rows": rows,
         "next_cursor": next_cursor,
         "paged": raw_cursor is not None,

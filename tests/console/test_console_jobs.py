@@ -191,3 +191,13 @@ async def test_a_job_is_found_under_its_own_course_only_and_admins_only(
     for suffix in ("", "progress/", "results.csv"):
         assert (await api.get(job_url + suffix)).status_code == 403
     assert (await api.get(f"/console/manage/courses/{course['id']}/jobs/new/")).status_code == 403
+
+
+def test_the_upload_has_the_job_body_limit_and_nothing_else_does(settings):
+    from asgi_app.limits import body_limit_for
+
+    course = "65f0c0ffee0000000000abcd"
+    upload = f"/console/manage/courses/{course}/jobs/new/"
+    assert body_limit_for(upload) == settings.MAX_JOB_BODY_BYTES
+    assert body_limit_for(f"/console/manage/courses/{course}/jobs/") == settings.MAX_BODY_BYTES
+    assert body_limit_for(f"/console/manage/courses/{course}/assign/") == settings.MAX_BODY_BYTES

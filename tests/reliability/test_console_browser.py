@@ -337,3 +337,7 @@ def test_admin_uploads_a_20000_line_csv_watches_the_job_finish_and_downloads_the
         assert rows[0]["username"] == "bulk0"
         page.get_by_role("link", name="All upload jobs of this course").click()
         assert page.get_by_role("row", name="Succeeded").count() == 1
+        check_page(page, shots, "15-job-list")
+        page.get_by_role("link", name="Assignment history").click()
+        assert page.get_by_role("row", name="Succeeded").count() == 1
+        check_page(page, shots, "16-assignment-history")
