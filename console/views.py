@@ -407,15 +407,32 @@ def _ids(values: list[str]) -> list[int]:
     ]
 
 
+def _positioned(rows: list[tuple], positions: dict[int, int]) -> list[tuple]:
+    """`rows` with each waitlisted user's queue position added (None for the others)."""
+    return [
+        (*row, positions.get(row[1]) if row[3] == assignment.WAITLISTED else None) for row in rows
+    ]
+
+
+def _queued(results: list[dict], ahead: int) -> dict[int, int]:
+    """The positions a dry run's waitlisted users would take: after the `ahead` already
+    waiting, in request order (the assignment queues them so)."""
+    waiting = [r["user_id"] for r in results if r["status"] == assignment.WAITLISTED]
+    return {uid: ahead + n for n, uid in enumerate(waiting, start=1)}
+
+
 async def _preview(request: HttpRequest, course, asked: _Request) -> HttpResponse:
     """The assignment's dry run: the report it would give now, nothing written."""
     try:
-        report = await assignment.assignment_bulk_create(
-            course_id=course.id,
-            items=asked.items,
-            admin_id=request.user.id,
-            due_at=asked.due_at,
-            dry_run=True,
+        report, ahead = await asyncio.gather(
+            assignment.assignment_bulk_create(
+                course_id=course.id,
+                items=asked.items,
+                admin_id=request.user.id,
+                due_at=asked.due_at,
+                dry_run=True,
+            ),
+            selectors.waitlist_length(course_id=course.id),
         )
     except Conflict as exc:
         messages.error(request, exc.detail)
@@ -425,7 +442,7 @@ async def _preview(request: HttpRequest, course, asked: _Request) -> HttpRespons
         "course": course,
         "asked": asked,
         "summary": report.summary,
-        "rows": await reports.result_rows(shown),
+        "rows": _positioned(await reports.result_rows(shown), _queued(report.results, ahead)),
         "hidden_rows": len(report.results) - len(shown),
         "assignable": report.summary[assignment.ENROLLED] + report.summary["waitlisted"],
     }
@@ -465,10 +482,16 @@ async def assign_report(request: HttpRequest, course_id: str, report_id: str) ->
     )
     results = stored.results or []
     pager = Pager.from_request(request, per_page=REPORT_PER_PAGE).counted(len(results))
+    shown = results[pager.offset : pager.offset + pager.limit]
+    waiting = [r["user_id"] for r in shown if r["status"] == assignment.WAITLISTED]
+    rows, positions = await asyncio.gather(
+        reports.result_rows(shown),
+        selectors.waitlist_positions_of(course_id=course_id, user_ids=waiting),
+    )
     context = {
         "course": found,
         "report": stored,
-        "rows": await reports.result_rows(results[pager.offset : pager.offset + pager.limit]),
+        "rows": _positioned(rows, positions),  # positions now: the queue moves on
         "pager": pager,
     }
     return await render_page(request, "console/manage/assign_report.html", context)

@@ -341,3 +341,74 @@ def test_admin_uploads_a_20000_line_csv_watches_the_job_finish_and_downloads_the
         page.get_by_role("link", name="Assignment history").click()
         assert page.get_by_role("row", name="Succeeded").count() == 1
         check_page(page, shots, "16-assignment-history")
+
+
+def test_admin_assigns_thirty_emails_with_a_due_date_to_a_capped_course(page, site, shots):
+    """20 seats, 30 people pasted by email (as an HR export spells them, case and all):
+    the dry run shows 20 enrolled and 10 waitlisted and writes nothing; the confirmed
+    assignment seats the first 20, queues the other 10 in the pasted order, and the
+    course page shows the queue and the due date."""
+    admin = bearer(mint_access(site.ids["staff"], "staff", is_staff=True))
+    body = {
+        "course_title": "Forklift Operator Refresher",
+        "course_description": "Pre-use checks, load charts and pedestrian zones.",
+        "display_price": {"amount": "0.00", "currency": "USD"},
+        "capacity": 20,
+    }
+    created = httpx.post(f"{site.url}/api/courses/", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    course = created.json()["id"]
+    people = [f"bulk{n}" for n in range(200, 230)]
+    spelled = [  # every third address as a spreadsheet might have capitalised it
+        f"{name.capitalize()}@Example.COM" if i % 3 == 0 else f"{name}@example.com"
+        for i, name in enumerate(people)
+    ]
+    sign_in(page, "staff")
+    page.goto("/console/manage/courses/?q=forklift")
+    page.get_by_role("link", name="Assign users to Forklift Operator Refresher").click()
+    page.get_by_label("User ids, usernames or emails").fill("\n".join(spelled))
+    page.get_by_label("Due date (UTC)").fill("2031-03-14T17:00")
+    page.get_by_role("button", name="Preview assignment").click()
+
+    confirm = page.get_by_role("button", name="Confirm and assign 30 users")
+    confirm.wait_for()
+    forecast = page.get_by_role("region", name="What will happen")
+    assert forecast.get_by_text("Will be enrolled").locator("..").inner_text().endswith("20")
+    assert forecast.get_by_text("Will be waitlisted").locator("..").inner_text().endswith("10")
+    assert page.get_by_text("Due 14 Mar 2031, 17:00 UTC").is_visible()
+    assert page.locator("[data-status=enrolled]").count() == 20
+    waitlisted = page.locator("[data-status=waitlisted]")
+    assert waitlisted.count() == 10
+    assert waitlisted.first.inner_text() == "Waitlisted #1"
+    check_page(page, shots, "17-capped-assign-preview")
+    roster = httpx.get(f"{site.url}/api/courses/{course}/enrollments/", headers=admin)
+    assert roster.status_code == 200
+    assert roster.json()["results"] == []  # a dry run writes nothing
+    assert httpx.get(f"{site.url}/api/courses/{course}/", headers=admin).json()["enrollers"] == 0
+
+    confirm.click()
+    page.get_by_role("heading", name="Assignment report").wait_for()
+    assert page.locator("[data-status]").count() == 30
+    assert page.locator("[data-status=enrolled]").count() == 20
+    assert page.locator("[data-status=waitlisted]").count() == 10
+    queued = page.get_by_role("row", name="bulk220")
+    assert queued.get_by_text("Waitlisted #1").is_visible()
+    assert page.get_by_text("due 14 Mar 2031, 17:00 UTC").is_visible()
+    check_page(page, shots, "18-capped-assign-report")
+
+    page.get_by_role("link", name="← Back to the course").click()
+    figures = page.get_by_role("region", name="Enrollment figures")
+    assert figures.get_by_text("Seats left").locator("..").inner_text().endswith("0")
+    chart = page.get_by_test_id("report-chart")
+    assert chart.locator("[data-status=active]").text_content() == "20"
+    assert chart.locator("[data-status=waitlisted]").text_content() == "10"
+    page.get_by_label("Status", exact=True).select_option("waitlisted")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**status=waitlisted**")
+    rows = page.get_by_role("table").get_by_role("row")
+    assert rows.count() == 11  # the header and the ten queued, in the pasted order
+    for position, name in enumerate(people[20:], start=1):
+        row = page.get_by_role("row", name=f"{name} ")
+        assert row.get_by_text(f"#{position}", exact=True).is_visible(), name
+        assert row.get_by_text("14 Mar 2031").is_visible(), name
+    check_page(page, shots, "19-capped-course-waitlist")
