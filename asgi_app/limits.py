@@ -8,7 +8,8 @@ the bytes of streamed (chunked) bodies as they arrive, stopping at the first chu
 The limit is `MAX_BODY_BYTES` (1 MiB by default), and `MAX_ASSIGN_BODY_BYTES` (4 MiB) for
 bulk assignment, whose list of up to ASSIGN_MAX_USERS ids is legitimately larger, and
 `MAX_JOB_BODY_BYTES` (48 MiB) for creating an assignment job (a CSV of up to JOB_MAX_USERS
-lines, which Django spools to disk and the view parses line by line).
+lines, which Django spools to disk and the view parses line by line), and for the console's
+CSV upload that creates one.
 
 A body must also arrive whole within `HTTP_BODY_TIMEOUT` seconds (15 by default) of the
 request's head: a client that trickles it gets `408` and the connection closes, instead of
@@ -30,7 +31,11 @@ from asgi_app.middleware import request_id_for
 logger = logging.getLogger(__name__)
 
 _ASSIGN_MULTIPLE = re.compile(r"^/api/courses/[0-9a-fA-F]{24}/assign-multiple/$")
-_ASSIGNMENT_JOBS = re.compile(r"^/api/courses/[0-9a-fA-F]{24}/assignment-jobs/$")
+# The API's job endpoint, and the console's CSV upload that creates a job the same way.
+_ASSIGNMENT_JOBS = re.compile(
+    r"^/(api/courses/[0-9a-fA-F]{24}/assignment-jobs"
+    r"|console/manage/courses/[0-9a-fA-F]{24}/jobs/new)/$"
+)
 
 
 class _BodyTooLarge(Exception):

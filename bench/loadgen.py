@@ -33,10 +33,13 @@ def encode_request(
     host: str,
     token: str | None = None,
     body: bytes | None = None,
+    cookie: str | None = None,
 ) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Accept: application/json"]
     if token:
         lines.append(f"Authorization: Bearer {token}")
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
     if body is not None:
         lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     elif method in {"POST", "PUT", "PATCH"}:

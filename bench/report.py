@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from bench import bigcourse, compare
+from bench import bigcourse, compare, sessions
 from bench.rungs import RUNG_BY_KEY, RUNGS
 
 Results = dict[str, Any]
@@ -254,6 +254,7 @@ def markdown(results: Results) -> str:
         f"process only (the stand-in is excluded; its own column is for reference).",
         "",
         *compare.markdown(results),
+        *sessions.markdown(results),
         "## Ladder",
         "",
         *ladder_table(results),

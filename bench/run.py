@@ -16,14 +16,14 @@ from typing import Any
 import bson
 from pymongo import MongoClient
 
-from bench import bigcourse, compare, meta, plot, procs, report
+from bench import bigcourse, compare, meta, plot, procs, report, sessions
 from bench import profile as profiling
-from bench.loadgen import Pool, RequestSource, new_event_loop
+from bench.loadgen import Pool, RequestSource, encode_request, new_event_loop
 from bench.measure import CeilingRunner, Meter, http_window, open_loop_window
 from bench.rungs import RUNG_BY_KEY, RUNGS, Rung, Settings
 from bench.stack import Stack
 from bench.stats import BulkRun, Summary, Window
-from bench.workload import Api, Workload, build, cycling
+from bench.workload import HOST, Api, Workload, build, console_cookies, cycling
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROFILED_RUNGS = ("enroll_first", "plain", "enroll_repeat", "course_list")
@@ -237,6 +237,40 @@ class Bench:
             rows += await compare.run(variant, self.compare_window, settings.compare_seconds, log)
         return rows
 
+    # ----------------------------------------------------------- sessions off the API
+
+    async def session_window(
+        self, workload: str, cookies: bool, expect: int, round_: int, seconds: float
+    ) -> Window:
+        source = {"enroll_repeat": self.work.enroll_repeat, "course_list": self.work.course_list}[
+            workload
+        ](cookies=cookies)
+        window, _ = await http_window(
+            rung=f"{'session' if cookies else 'jwt'}:{workload}",
+            round_=round_,
+            server=self.stack.servers["api"],
+            mongo_pid=self.stack.mongo_pid,
+            source=source,
+            duration=seconds,
+            concurrency=self.settings.concurrency,
+            expect=expect,
+        )
+        return window
+
+    async def sessions(self) -> list[dict[str, Any]]:
+        """JWT only vs JWT + a live console session cookie (bench/sessions.py)."""
+        user = self.work.seeded.users[0]
+        page = encode_request(
+            "GET", "/console/my-training/", host=HOST, cookie=console_cookies(user)
+        )
+        async with Pool("127.0.0.1", self.stack.servers["api"].port, 1) as pool:
+            status, _ = await pool.one(page)
+        if status != 200:  # the cookie must be a signed-in session, or this measures nothing
+            raise RuntimeError(f"the seeded console session is not signed in: {status}")
+        pairs = self.settings.session_pairs
+        log(f"sessions off the API: {pairs} pairs per workload")
+        return await sessions.run(self.session_window, pairs, self.settings.compare_seconds, log)
+
     # ------------------------------------------------------------------------ profile
 
     async def profiles(self) -> list[profiling.Profile]:
@@ -298,12 +332,18 @@ class Bench:
             )
         if settings.only == "bigcourse":
             return {"big_course": await bigcourse.measure_all(self, log)}
+        if settings.only == "sessions":
+            session_rows = await self.sessions()
+            return {"sessions": session_rows, "sessions_summary": sessions.summarize(session_rows)}
         comparison = await self.comparison()
+        session_rows = await self.sessions() if settings.session_pairs else []
         if settings.compare_only:
             profiles = await self.profiles() if settings.profile else []
             return {
                 "comparison": comparison,
                 "comparison_summary": compare.summarize(comparison),
+                "sessions": session_rows,
+                "sessions_summary": sessions.summarize(session_rows),
                 "profiles": [asdict(p) for p in profiles],
             }
         windows = await self.ladder()
@@ -322,6 +362,8 @@ class Bench:
             "profiles": [asdict(p) for p in profiles],
             "comparison": comparison,
             "comparison_summary": compare.summarize(comparison),
+            "sessions": session_rows,
+            "sessions_summary": sessions.summarize(session_rows),
         }
 
 
@@ -380,9 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     with Stack(
         users=settings.users,
         token_users=settings.token_users,
-        extra_users=settings.big_course_members,
+        extra_users=0 if settings.only == "sessions" else settings.big_course_members,
         fresh_users=settings.fresh_users,
         fresh_per_user=settings.compare_courses,
+        sessions=settings.repeat_users,  # every repeat-enroll user: bench/sessions.py
     ) as stack:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             measured = runner.run(Bench(stack, settings, stem).run())
@@ -398,8 +441,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             + "\n"
         )
+    elif settings.only == "sessions":
+        markdown = "\n".join([f"# Sessions only {stem}", "", *sessions.markdown(results)]) + "\n"
     elif settings.compare_only:
-        lines = [f"# Reference comparison {stem}", "", *compare.markdown(results)]
+        lines = [
+            f"# Reference comparison {stem}",
+            "",
+            *compare.markdown(results),
+            *sessions.markdown(results),
+        ]
         markdown = "\n".join([*lines, *report.profile_lines(results)]) + "\n"
     else:
         results["targets"] = report.targets(results)

@@ -64,6 +64,8 @@ class Settings:
     compare_seconds: float = 3.0
     compare_courses: int = 100
     fresh_users: int = 1_000
+    # Sessions stay off the API (bench/sessions.py): paired rounds, JWT vs JWT + cookie.
+    session_pairs: int = 3
     compare_only: bool = False  # only the reference comparison (a quick lever check)
     only: str = ""  # BENCH_ONLY=bigcourse: only the big-course section (bench/bigcourse.py)
 
@@ -103,12 +105,13 @@ class Settings:
             compare_pairs_2w=int(os.environ.get("BENCH_PAIRS_2W", "2" if quick else "3")),
             compare_seconds=2.0 if quick else 3.0,
             fresh_users=400 if quick else 1_000,
+            session_pairs=int(os.environ.get("BENCH_SESSION_PAIRS", "2" if quick else "3")),
             compare_only=compare_only,
             only=_only(os.environ.get("BENCH_ONLY", "")),
         )
 
 
-ONLY_SECTIONS = ("", "bigcourse")
+ONLY_SECTIONS = ("", "bigcourse", "sessions")
 
 
 def _only(value: str) -> str:

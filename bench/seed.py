@@ -5,6 +5,8 @@ the environment the runner prepares). Writes JSON to `--out`:
 `{"admin": {"id", "access"}, "users": [{"id", "username", "access"}, ...], "all_ids": [...],
 "extra_ids": [...]}` where `users` are the first `--tokens` of `--users` regular users and
 `extra_ids` the `--extra-users` members of the big course (bench.bigcourse), in id order.
+With `--sessions N`, the first N of those users also get `"session"`: the key of a live
+console session (what signing in to /console/ stores), for bench.sessions.
 With `--fresh N`, the first N of those users also get `"fresh"`: `--fresh-per-user` more
 access tokens each, every one distinct (its own `jti`), with the same claims a login
 returns, so the reference comparison can send each first-time enroll with a token the
@@ -19,7 +21,28 @@ import os
 from pathlib import Path
 
 
-def seed(users: int, tokens: int, extra: int = 0, fresh: int = 0, fresh_per_user: int = 0) -> dict:
+def console_session(user) -> str:
+    """A signed-in session for `user`, as the console's login stores it; its key."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    store = SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.create()
+    return store.session_key
+
+
+def seed(
+    users: int,
+    tokens: int,
+    extra: int = 0,
+    fresh: int = 0,
+    fresh_per_user: int = 0,
+    sessions: int = 0,
+) -> dict:
     from django.contrib.auth.hashers import make_password
     from django.db import transaction
     from rest_framework_simplejwt.tokens import RefreshToken
@@ -56,6 +79,8 @@ def seed(users: int, tokens: int, extra: int = 0, fresh: int = 0, fresh_per_user
         for n, user in enumerate(regular[:tokens]):
             pair = tokens_for_user(user)
             row = {"id": user.id, "username": user.username, "access": pair["access"]}
+            if n < sessions:
+                row["session"] = console_session(user)
             if n < fresh:
                 refresh = RefreshToken(pair["refresh"])  # access tokens copy its claims
                 row["fresh"] = [str(refresh.access_token) for _ in range(fresh_per_user)]
@@ -76,6 +101,7 @@ def main() -> None:
     parser.add_argument("--extra-users", type=int, default=0)
     parser.add_argument("--fresh", type=int, default=0)
     parser.add_argument("--fresh-per-user", type=int, default=0)
+    parser.add_argument("--sessions", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "asgi_app.settings")
@@ -83,7 +109,16 @@ def main() -> None:
 
     django.setup()
     args.out.write_text(
-        json.dumps(seed(args.users, args.tokens, args.extra_users, args.fresh, args.fresh_per_user))
+        json.dumps(
+            seed(
+                args.users,
+                args.tokens,
+                args.extra_users,
+                args.fresh,
+                args.fresh_per_user,
+                args.sessions,
+            )
+        )
     )
 
 

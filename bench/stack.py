@@ -23,7 +23,7 @@ from devstack.stack import run_manage, start_mongo
 @dataclass
 class Seeded:
     admin_token: str
-    users: list[dict[str, Any]]  # {"id", "username", "access"}: regular users with tokens
+    users: list[dict[str, Any]]  # {"id", "username", "access", "session"?}: users with tokens
     all_ids: list[int]  # every regular user's id
     extra_ids: list[int] = field(default_factory=list)  # the big course's members
 
@@ -35,6 +35,7 @@ class Stack:
     extra_users: int = 0
     fresh_users: int = 0
     fresh_per_user: int = 0
+    sessions: int = 0  # users with a console session (bench/sessions.py)
     keep_temp: bool = False
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-")))
     mongo_uri: str = ""
@@ -72,6 +73,7 @@ class Stack:
         seed += ["--extra-users", str(self.extra_users)]
         seed += ["--tokens", str(self.token_users), "--out", str(seed_file)]
         seed += ["--fresh", str(self.fresh_users), "--fresh-per-user", str(self.fresh_per_user)]
+        seed += ["--sessions", str(self.sessions)]
         _run(seed, env)
         data = json.loads(seed_file.read_text())
         self.seeded = Seeded(

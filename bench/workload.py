@@ -88,8 +88,19 @@ class PairStream:
         self.next_pair += count
 
 
-def enroll_request(course_id: str, token: str) -> bytes:
-    return encode_request("POST", f"/api/courses/{course_id}/enroll/", host=HOST, token=token)
+def enroll_request(course_id: str, token: str, cookie: str | None = None) -> bytes:
+    path = f"/api/courses/{course_id}/enroll/"
+    return encode_request("POST", path, host=HOST, token=token, cookie=cookie)
+
+
+# A browser's CSRF cookie beside the session's (any 32 characters: the API never reads it).
+_CSRF_COOKIE = "csrftoken=" + "k" * 32
+
+
+def console_cookies(user: dict[str, Any]) -> str:
+    """The cookies a browser signed in to /console/ as `user` sends with every request to
+    the host: its session and CSRF cookies."""
+    return f"sessionid={user['session']}; {_CSRF_COOKIE}"
 
 
 def cycling(requests: list[bytes]) -> RequestSource:
@@ -106,12 +117,15 @@ class Workload:
     enroll_pairs: PairStream
     repeat_requests: list[bytes]
     fresh_pairs: PairStream  # the reference comparison's first-time enrolls
+    repeat_pairs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def user_token(self, index: int = 0) -> str:
         return self.seeded.users[index % len(self.seeded.users)]["access"]
 
-    def get(self, path: str, index: int = 0) -> bytes:
-        return encode_request("GET", path, host=HOST, token=self.user_token(index))
+    def get(self, path: str, index: int = 0, *, cookies: bool = False) -> bytes:
+        user = self.seeded.users[index % len(self.seeded.users)]
+        cookie = console_cookies(user) if cookies else None
+        return encode_request("GET", path, host=HOST, token=user["access"], cookie=cookie)
 
     def plain(self) -> RequestSource:
         return cycling([encode_request("GET", "/bench/plain", host=HOST)])
@@ -119,15 +133,22 @@ class Workload:
     def auth_noop(self) -> RequestSource:
         return cycling([self.get("/bench/auth-noop", i) for i in range(64)])
 
-    def course_list(self) -> RequestSource:
-        return cycling([self.get("/api/courses/", i) for i in range(64)])
+    def course_list(self, *, cookies: bool = False) -> RequestSource:
+        return cycling([self.get("/api/courses/", i, cookies=cookies) for i in range(64)])
 
     def course_detail(self) -> RequestSource:
         courses = self.list_courses
         return cycling([self.get(f"/api/courses/{c}/", i) for i, c in enumerate(courses)])
 
-    def enroll_repeat(self) -> RequestSource:
-        return cycling(self.repeat_requests)
+    def enroll_repeat(self, *, cookies: bool = False) -> RequestSource:
+        if not cookies:
+            return cycling(self.repeat_requests)
+        return cycling(
+            [
+                enroll_request(course, user["access"], console_cookies(user))
+                for course, user in self.repeat_pairs
+            ]
+        )
 
 
 async def build(
@@ -151,13 +172,13 @@ async def build(
     for course in repeats:  # everyone already enrolled: every request is a repeat
         report = await api.assign_multiple(course, [u["id"] for u in users])
         assert report["summary"]["enrolled"] == len(users), report["summary"]
-    repeat_requests = [
-        enroll_request(course, user["access"]) for user in users for course in repeats
-    ]
+    repeat_pairs = [(course, user) for user in users for course in repeats]
+    repeat_requests = [enroll_request(course, user["access"]) for course, user in repeat_pairs]
     return Workload(
         seeded=seeded,
         list_courses=listed,
         enroll_pairs=PairStream(targets, seeded.users),
         repeat_requests=repeat_requests,
         fresh_pairs=PairStream(compared, fresh_users, fresh=True),
+        repeat_pairs=repeat_pairs,
     )

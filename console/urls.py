@@ -4,13 +4,14 @@ from django.urls.converters import get_converters
 
 from accounts.forms import ThrottledAuthenticationForm
 from asgi_app.converters import ObjectIdConverter
-from console import views
+from console import job_views, views
 
 if "objectid" not in get_converters():  # courses.urls registers it too
     register_converter(ObjectIdConverter, "objectid")
 
 COURSE = "courses/<objectid:course_id>/"
 MANAGE = "manage/courses/<objectid:course_id>/"
+JOB = f"{MANAGE}jobs/<objectid:job_id>/"
 
 urlpatterns = [
     path("", views.home, name="console-home"),
@@ -51,4 +52,10 @@ urlpatterns = [
         views.assign_report_csv,
         name="console-assign-report-csv",
     ),
+    path(f"{MANAGE}jobs/", job_views.job_list, name="console-jobs"),
+    path(f"{MANAGE}jobs/new/", job_views.job_new, name="console-job-new"),
+    path(JOB, job_views.job_detail, name="console-job"),
+    path(f"{JOB}progress/", job_views.job_progress, name="console-job-progress"),
+    path(f"{JOB}cancel/", job_views.job_cancel, name="console-job-cancel"),
+    path(f"{JOB}results.csv", job_views.job_results_csv, name="console-job-results-csv"),
 ]

@@ -15,7 +15,7 @@ from rest_framework.exceptions import ValidationError
 
 from accounts import selectors as accounts
 from common.errors import Conflict, InvalidInput, NotFound
-from console import charts, identifiers, reports
+from console import charts, identifiers, job_views, reports
 from console.forms import CourseForm
 from console.pages import Pager, admin_page, member_page, query_text, render_page
 from courses import assignment, selectors, services
@@ -339,12 +339,12 @@ async def assign(request: HttpRequest, course_id: str) -> HttpResponse:
         request_, errors = _requested(source)
         if not errors:
             return await _preview(request, found, request_)
-        context = _panel(found, search, await _users(picked), [], source, errors)
+        context = _panel(found, search, await reports.named_users(picked), [], source, errors)
         return await render_page(request, "console/manage/assign.html", context, status=400)
     results = []
     if search:
         _, results = await accounts.user_list(search=search, limit=USER_SEARCH_RESULTS, offset=0)
-    context = _panel(found, search, await _users(picked), results, source, [])
+    context = _panel(found, search, await reports.named_users(picked), results, source, [])
     return await render_page(request, "console/manage/assign.html", context)
 
 
@@ -407,34 +407,32 @@ def _ids(values: list[str]) -> list[int]:
     ]
 
 
-async def _users(ids: list[int]) -> list[tuple[int, str, bool]]:
-    """(id, username, is_active) of these ids that exist, in the given order."""
-    if not ids:
-        return []
-    found = {row[0]: row for row in await accounts.users_by_ids(ids=list(dict.fromkeys(ids)))}
-    return [found[i] for i in dict.fromkeys(ids) if i in found]
-
-
-async def _result_rows(results: list[dict]) -> list[tuple]:
-    """(as requested, user id, username, status) of a report's results."""
-    names = {
-        uid: name for uid, name, _ in await _users([r["user_id"] for r in results if r["user_id"]])
-    }
+def _positioned(rows: list[tuple], positions: dict[int, int]) -> list[tuple]:
+    """`rows` with each waitlisted user's queue position added (None for the others)."""
     return [
-        (r.get("user", r["user_id"]), r["user_id"], names.get(r["user_id"], ""), r["status"])
-        for r in results
+        (*row, positions.get(row[1]) if row[3] == assignment.WAITLISTED else None) for row in rows
     ]
+
+
+def _queued(results: list[dict], ahead: int) -> dict[int, int]:
+    """The positions a dry run's waitlisted users would take: after the `ahead` already
+    waiting, in request order (the assignment queues them so)."""
+    waiting = [r["user_id"] for r in results if r["status"] == assignment.WAITLISTED]
+    return {uid: ahead + n for n, uid in enumerate(waiting, start=1)}
 
 
 async def _preview(request: HttpRequest, course, asked: _Request) -> HttpResponse:
     """The assignment's dry run: the report it would give now, nothing written."""
     try:
-        report = await assignment.assignment_bulk_create(
-            course_id=course.id,
-            items=asked.items,
-            admin_id=request.user.id,
-            due_at=asked.due_at,
-            dry_run=True,
+        report, ahead = await asyncio.gather(
+            assignment.assignment_bulk_create(
+                course_id=course.id,
+                items=asked.items,
+                admin_id=request.user.id,
+                due_at=asked.due_at,
+                dry_run=True,
+            ),
+            selectors.waitlist_length(course_id=course.id),
         )
     except Conflict as exc:
         messages.error(request, exc.detail)
@@ -444,7 +442,7 @@ async def _preview(request: HttpRequest, course, asked: _Request) -> HttpRespons
         "course": course,
         "asked": asked,
         "summary": report.summary,
-        "rows": await _result_rows(shown),
+        "rows": _positioned(await reports.result_rows(shown), _queued(report.results, ahead)),
         "hidden_rows": len(report.results) - len(shown),
         "assignable": report.summary[assignment.ENROLLED] + report.summary["waitlisted"],
     }
@@ -484,10 +482,16 @@ async def assign_report(request: HttpRequest, course_id: str, report_id: str) ->
     )
     results = stored.results or []
     pager = Pager.from_request(request, per_page=REPORT_PER_PAGE).counted(len(results))
+    shown = results[pager.offset : pager.offset + pager.limit]
+    waiting = [r["user_id"] for r in shown if r["status"] == assignment.WAITLISTED]
+    rows, positions = await asyncio.gather(
+        reports.result_rows(shown),
+        selectors.waitlist_positions_of(course_id=course_id, user_ids=waiting),
+    )
     context = {
         "course": found,
         "report": stored,
-        "rows": await _result_rows(results[pager.offset : pager.offset + pager.limit]),
+        "rows": _positioned(rows, positions),  # positions now: the queue moves on
         "pager": pager,
     }
     return await render_page(request, "console/manage/assign_report.html", context)
@@ -496,24 +500,31 @@ async def assign_report(request: HttpRequest, course_id: str, report_id: str) ->
 @admin_page()
 async def assign_report_csv(request: HttpRequest, course_id: str, report_id: str) -> HttpResponse:
     stored = await _stored_report(course_id, report_id)
-    rows = await _result_rows(stored.results or [])
-    response = HttpResponse(reports.as_csv(rows), content_type="text/csv; charset=utf-8")
+    rows = await reports.result_rows(stored.results or [])
+    response = HttpResponse(reports.csv_lines(rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="assignment-{report_id}.csv"'
     return response
 
 
 @admin_page()
 async def assignments(request: HttpRequest, course_id: str) -> HttpResponse:
-    """The course's assignment history: its stored reports, newest first."""
+    """The course's assignment history: its stored reports, newest first, and its latest
+    upload jobs."""
     pager = Pager.from_request(request, per_page=TABLE_PER_PAGE)
     found, (count, stored) = await asyncio.gather(
         selectors.course_get(course_id=course_id, with_enrolled_users=False),
         assignment.assignment_list(course_id=course_id, limit=pager.limit, offset=pager.offset),
     )
-    admins = {uid: name for uid, name, _ in await _users([s.assigned_by for s in stored])}
+    (job_count, recent), admins = await asyncio.gather(
+        job_views.recent_jobs(course_id),
+        reports.named_users([s.assigned_by for s in stored]),
+    )
+    names = {uid: name for uid, name, _ in admins}
     context = {
         "course": found,
-        "rows": [(s, admins.get(s.assigned_by, "")) for s in stored],
+        "rows": [(s, names.get(s.assigned_by, "")) for s in stored],
         "pager": pager.counted(count),
+        "jobs": recent,
+        "job_count": job_count,
     }
     return await render_page(request, "console/manage/assignments.html", context)

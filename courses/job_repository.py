@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import Int64
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from mongo.client import get_collection, unavailable_on_driver_error
@@ -150,6 +150,24 @@ async def job_get(job_id: str) -> AssignmentJob | None:
     with unavailable_on_driver_error():
         doc = await get_collection(ASSIGNMENT_JOBS).find_one({"_id": job_id}, {"counted": 0})
     return None if doc is None else _job(doc)
+
+
+async def job_count(course_id: str) -> int:
+    with unavailable_on_driver_error():
+        return await get_collection(ASSIGNMENT_JOBS).count_documents({"course_id": course_id})
+
+
+async def job_page(course_id: str, *, limit: int, offset: int) -> list[AssignmentJob]:
+    """One page of a course's jobs, newest first."""
+    cursor = (
+        get_collection(ASSIGNMENT_JOBS)
+        .find({"course_id": course_id}, {"counted": 0})
+        .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+        .skip(offset)
+        .limit(limit)
+    )
+    with unavailable_on_driver_error():
+        return [_job(doc) async for doc in cursor]
 
 
 async def _job_update(query: dict[str, Any], update: dict[str, Any]) -> AssignmentJob | None:

@@ -298,6 +298,13 @@ async def job_get(*, job_id: str) -> AssignmentJob:
     return job
 
 
+async def job_list(*, course_id: str, limit: int, offset: int) -> tuple[int, list[AssignmentJob]]:
+    """(count, one page) of a course's jobs, newest first."""
+    return await asyncio.gather(
+        jobs.job_count(course_id), jobs.job_page(course_id, limit=limit, offset=offset)
+    )
+
+
 async def job_cancel(*, job_id: str) -> AssignmentJob:
     """Cancel a queued or running job: the chunk running now finishes and is counted, no
     later chunk starts. Cancelling a cancelled job answers it unchanged."""

@@ -121,6 +121,12 @@ INDEXES = [
         [("assignment_id", ASCENDING), ("seq", ASCENDING)],
         {"unique": True, "name": "assignment_seq_unique"},
     ),
+    # A course's assignment jobs, newest first (the console's job list).
+    Index(
+        ASSIGNMENT_JOBS,
+        [("course_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+        {"name": "course_created_at"},
+    ),
     # A job's input and results, one document per chunk: a chunk is written once (a re-run
     # replaces it) and results are paged in chunk order.
     Index(

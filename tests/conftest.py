@@ -275,3 +275,27 @@ async def command_log(mongo_db):
     await reset_client([listener])
     yield log
     await reset_client([])
+
+
+@pytest.fixture
+async def job_queue(settings, mongo_db):
+    """Assignment jobs on a queue of this test's own (local Redis), in chunks of 4, and
+    `drain()`: run a burst worker in this process until the queue is empty."""
+    settings.JOB_QUEUE_NAME = f"test-jobs-{uuid.uuid4().hex[:8]}"
+    settings.JOB_CHUNK_SIZE = 4
+
+    async def drain() -> None:
+        from courses.job_worker import build_worker
+
+        worker = build_worker(burst=True, handle_signals=False)
+        try:
+            await worker.async_run()
+        finally:
+            await worker.close()
+
+    yield drain
+    from courses.job_queue import close_queue_pool, queue_pool
+
+    pool = await queue_pool()
+    await pool.delete(settings.JOB_QUEUE_NAME)
+    await close_queue_pool()

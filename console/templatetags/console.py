@@ -32,3 +32,9 @@ def price(course) -> str:
 @register.filter
 def initials(name: str) -> str:
     return (name or "?")[:2].upper()
+
+
+@register.filter
+def thousands(value) -> str:
+    """1234567 → 1,234,567 (counts of a job's users)."""
+    return f"{value:,}" if isinstance(value, int) else str(value)

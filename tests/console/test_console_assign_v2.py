@@ -81,3 +81,35 @@ async def test_assignment_history_is_admin_only_and_has_an_empty_state(
     page = await api.get(url)
     assert page.status_code == 200
     assert "No assignments yet" in page.text
+
+
+def badges(html: str) -> list[str]:
+    """The text of each status badge of a preview or report table, in order."""
+    return re.findall(r'data-status="[a-z_]+">([^<]+)</span>', html)
+
+
+async def test_waitlisted_users_show_their_queue_position_in_preview_and_report(
+    api, console_as, create_course, make_user, regular
+):
+    """The preview places the dry run's waitlisted users after those already waiting; the
+    report shows where they stand now (the queue moves on as seats free)."""
+    course = await create_course(capacity=1)
+    enroll = f"/api/courses/{course['id']}/enroll/"
+    assert (await api.post(enroll, headers=regular[1])).status_code == 201  # the one seat
+    await console_as(is_staff=True)
+    first, second, third = [await make_user() for _ in range(3)]
+    assign = f"/console/manage/courses/{course['id']}/assign/"
+    pasted = f"{first.username}\n{second.username}"
+    preview = await post_form(api, assign, {"action": "preview", "pasted": pasted})
+    assert badges(preview.text) == ["Waitlisted #1", "Waitlisted #2"]
+    confirm = await api.post(
+        f"{assign}confirm/",
+        data={"pasted": pasted, "csrfmiddlewaretoken": csrf_from(preview.text)},
+    )
+    report = confirm.headers["Location"]
+    assert badges((await api.get(report)).text) == ["Waitlisted #1", "Waitlisted #2"]
+    later = await post_form(api, assign, {"action": "preview", "pasted": third.username})
+    assert badges(later.text) == ["Waitlisted #3"]  # behind the two already waiting
+    assert (await api.delete(enroll, headers=regular[1])).status_code == 200
+    # The seat went to the head of the queue: the report says where the others stand now.
+    assert badges((await api.get(report)).text) == ["Waitlisted", "Waitlisted #1"]

@@ -10,16 +10,26 @@ temporary directory.
 import csv
 import os
 import shutil
+import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from devstack.stack import WorkerProcess
 from tests.reliability.chromium import launch, localhost_only, needs_chromium
 from tests.reliability.conftest import processes
-from tests.reliability.servers import PASSWORD, UvicornServer, bearer, mint_access, server_env
+from tests.reliability.servers import (
+    PASSWORD,
+    UvicornServer,
+    bearer,
+    mint_access,
+    prepare_sqlite,
+    server_env,
+)
 
 AXE = Path(__file__).resolve().parents[1] / "console" / "vendor" / "axe.min.js"
 playwright = pytest.importorskip("playwright.sync_api")
@@ -75,11 +85,11 @@ def shots(tmp_path_factory) -> Path:
     return directory
 
 
-@pytest.fixture
-def page(browser, site):
-    """A fresh browser profile that can reach 127.0.0.1 only."""
+@contextmanager
+def browser_tab(browser, server):
+    """A fresh browser profile on `server` that can reach 127.0.0.1 only."""
     context = browser.new_context(
-        base_url=site.url, viewport={"width": 1280, "height": 800}, accept_downloads=True
+        base_url=server.url, viewport={"width": 1280, "height": 800}, accept_downloads=True
     )
     tab = context.new_page()
     localhost_only(tab)
@@ -89,6 +99,12 @@ def page(browser, site):
     assert tab.blocked == []
     assert tab.failed == []
     context.close()
+
+
+@pytest.fixture
+def page(browser, site):
+    with browser_tab(browser, site) as tab:
+        yield tab
 
 
 def check_page(page, shots: Path, name: str) -> None:
@@ -194,3 +210,205 @@ def test_admin_assigns_thirty_users_by_search_and_paste_and_downloads_the_report
     assert len(rows) == 31
     assert {r["status"] for r in rows} == {"enrolled", "not_found"}
     assert {"bulk1", "bulk2"} <= {r["username"] for r in rows}
+
+
+COHORT = 20_000
+COHORT_CAPACITY = 19_500
+UNKNOWN_IDS = 10  # lines naming no user
+
+
+@pytest.fixture(scope="module")
+def job_site(standin_uri, tmp_path_factory):
+    """A server and a real assignment worker (`manage.py assignment_worker`) on a queue of
+    their own, over a database of COHORT users (bulk-created with one password hash)."""
+    directory = tmp_path_factory.mktemp("console-jobs")
+    db = directory / "db.sqlite3"
+    ids = prepare_sqlite(db, bulk=COHORT)
+    env = server_env(
+        DATABASE_URL=f"sqlite:///{db}",
+        MONGODB_URI=standin_uri,
+        MONGODB_DB=f"console_jobs_{uuid.uuid4().hex[:8]}",
+        JOB_QUEUE_NAME=f"console-jobs-{uuid.uuid4().hex[:8]}",
+        JOB_CHUNK_SIZE="1000",  # 20 chunks: the progress moves in steps a person sees
+        DEBUG="1",
+    )
+    with UvicornServer(env) as server, WorkerProcess(env, log_path=directory / "worker.log"):
+        server.ids = ids
+        server.worker_log = directory / "worker.log"
+        yield server
+
+
+def test_admin_uploads_a_20000_line_csv_watches_the_job_finish_and_downloads_the_report(
+    browser, job_site, shots, tmp_path
+):
+    known = job_site.ids["bulk"][: COHORT - UNKNOWN_IDS]
+    lines = list(known)
+    for n, position in enumerate(range(3, 3 + 17 * UNKNOWN_IDS, 17)):  # early, among the rest
+        lines.insert(position, 10_000_000 + n)
+    upload = tmp_path / "cohort.csv"
+    upload.write_text("user_id\n" + "".join(f"{uid}\n" for uid in lines))
+    admin = bearer(mint_access(job_site.ids["staff"], "staff", is_staff=True))
+    body = {
+        "course_title": "Annual Compliance 2026",
+        "course_description": "Code of conduct, anti-bribery and data handling for everyone.",
+        "display_price": {"amount": "0.00", "currency": "USD"},
+        "capacity": COHORT_CAPACITY,
+    }
+    created = httpx.post(f"{job_site.url}/api/courses/", json=body, headers=admin, timeout=30)
+    assert created.status_code == 201, created.text
+    course_id = created.json()["id"]
+    with browser_tab(browser, job_site) as page:
+        sign_in(page, "staff")
+        page.goto(f"/console/manage/courses/{course_id}/assign/")
+        page.get_by_role("link", name="Upload a CSV").click()
+        page.get_by_role("heading", name="Upload a CSV").wait_for()
+        page.get_by_label("CSV file").set_input_files(upload)
+        check_page(page, shots, "12-job-upload")
+        # A file without the column is refused with the service's message; no job starts.
+        wrong = tmp_path / "emails.csv"
+        wrong.write_text("email\nada@example.com\n")
+        page.get_by_label("CSV file").set_input_files(wrong)
+        page.get_by_role("button", name="Upload and start").click()
+        page.get_by_text("emails.csv: The CSV header must name a `user_id` column.").wait_for()
+        page.get_by_label("CSV file").set_input_files(upload)
+        started = time.monotonic()
+        page.get_by_role("button", name="Upload and start").click()
+        page.get_by_text(f"Job started: {COHORT:,} users from cohort.csv.").wait_for()
+        # while it runs, the page updates itself: a count between none and all
+        page.wait_for_function(
+            """total => {
+                const region = document.getElementById('job-progress');
+                const bar = document.getElementById('job-bar');
+                return region && bar && region.dataset.jobStatus === 'running'
+                    && bar.value > 0 && bar.value < total;
+            }""",
+            arg=COHORT,
+            timeout=120_000,
+            polling=50,
+        )
+        assert page.get_by_role("button", name="Cancel job").is_visible()
+        # Hold the page's polls while axe runs and the screenshot is taken, then let them go.
+        held = []
+
+        def hold(request_route) -> None:
+            held.append(request_route)
+
+        page.route("**/progress/", hold)
+        check_page(page, shots, "13-job-running")
+        page.unroute("**/progress/", hold)
+        for request_route in held:
+            request_route.continue_()
+        page.get_by_text("Succeeded", exact=True).wait_for(timeout=300_000)
+        finished = time.monotonic() - started
+        print(f"\n20,000-line upload: {finished:.1f} s from submit to the finished page")
+        processed = page.get_by_test_id("job-processed")
+        assert processed.inner_text() == f"{COHORT:,}"
+        summary = {
+            key: int(page.locator(f"[data-summary={key}]").inner_text().replace(",", ""))
+            for key in ("enrolled", "waitlisted", "not_found", "already_enrolled", "inactive")
+        }
+        assert summary == {
+            "enrolled": COHORT_CAPACITY,
+            "waitlisted": COHORT - UNKNOWN_IDS - COHORT_CAPACITY,
+            "not_found": UNKNOWN_IDS,
+            "already_enrolled": 0,
+            "inactive": 0,
+        }
+        assert page.get_by_role("button", name="Cancel job").count() == 0
+        first_page = page.get_by_role("table").locator("[data-status]")
+        assert first_page.count() == 50
+        assert page.locator("[data-status=not_found]").count() == 3  # lines 4, 21 and 38
+        check_page(page, shots, "14-job-finished")
+        with page.expect_download(timeout=120_000) as download:
+            page.get_by_role("link", name="Download results CSV").click()
+        saved = tmp_path / "results.csv"
+        download.value.save_as(saved)
+        rows = list(csv.DictReader(saved.open()))
+        assert len(rows) == COHORT
+        assert [int(r["user_id"]) for r in rows] == lines
+        counts = {}
+        for row in rows:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+        assert counts == {
+            "enrolled": COHORT_CAPACITY,
+            "waitlisted": COHORT - UNKNOWN_IDS - COHORT_CAPACITY,
+            "not_found": UNKNOWN_IDS,
+        }
+        assert rows[0]["username"] == "bulk0"
+        page.get_by_role("link", name="All upload jobs of this course").click()
+        assert page.get_by_role("row", name="Succeeded").count() == 1
+        check_page(page, shots, "15-job-list")
+        page.get_by_role("link", name="Assignment history").click()
+        assert page.get_by_role("row", name="Succeeded").count() == 1
+        check_page(page, shots, "16-assignment-history")
+
+
+def test_admin_assigns_thirty_emails_with_a_due_date_to_a_capped_course(page, site, shots):
+    """20 seats, 30 people pasted by email (as an HR export spells them, case and all):
+    the dry run shows 20 enrolled and 10 waitlisted and writes nothing; the confirmed
+    assignment seats the first 20, queues the other 10 in the pasted order, and the
+    course page shows the queue and the due date."""
+    admin = bearer(mint_access(site.ids["staff"], "staff", is_staff=True))
+    body = {
+        "course_title": "Forklift Operator Refresher",
+        "course_description": "Pre-use checks, load charts and pedestrian zones.",
+        "display_price": {"amount": "0.00", "currency": "USD"},
+        "capacity": 20,
+    }
+    created = httpx.post(f"{site.url}/api/courses/", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    course = created.json()["id"]
+    people = [f"bulk{n}" for n in range(200, 230)]
+    spelled = [  # every third address as a spreadsheet might have capitalised it
+        f"{name.capitalize()}@Example.COM" if i % 3 == 0 else f"{name}@example.com"
+        for i, name in enumerate(people)
+    ]
+    sign_in(page, "staff")
+    page.goto("/console/manage/courses/?q=forklift")
+    page.get_by_role("link", name="Assign users to Forklift Operator Refresher").click()
+    page.get_by_label("User ids, usernames or emails").fill("\n".join(spelled))
+    page.get_by_label("Due date (UTC)").fill("2031-03-14T17:00")
+    page.get_by_role("button", name="Preview assignment").click()
+
+    confirm = page.get_by_role("button", name="Confirm and assign 30 users")
+    confirm.wait_for()
+    forecast = page.get_by_role("region", name="What will happen")
+    assert forecast.get_by_text("Will be enrolled").locator("..").inner_text().endswith("20")
+    assert forecast.get_by_text("Will be waitlisted").locator("..").inner_text().endswith("10")
+    assert page.get_by_text("Due 14 Mar 2031, 17:00 UTC").is_visible()
+    assert page.locator("[data-status=enrolled]").count() == 20
+    waitlisted = page.locator("[data-status=waitlisted]")
+    assert waitlisted.count() == 10
+    assert waitlisted.first.inner_text() == "Waitlisted #1"
+    check_page(page, shots, "17-capped-assign-preview")
+    roster = httpx.get(f"{site.url}/api/courses/{course}/enrollments/", headers=admin)
+    assert roster.status_code == 200
+    assert roster.json()["results"] == []  # a dry run writes nothing
+    assert httpx.get(f"{site.url}/api/courses/{course}/", headers=admin).json()["enrollers"] == 0
+
+    confirm.click()
+    page.get_by_role("heading", name="Assignment report").wait_for()
+    assert page.locator("[data-status]").count() == 30
+    assert page.locator("[data-status=enrolled]").count() == 20
+    assert page.locator("[data-status=waitlisted]").count() == 10
+    queued = page.get_by_role("row", name="bulk220")
+    assert queued.get_by_text("Waitlisted #1").is_visible()
+    assert page.get_by_text("due 14 Mar 2031, 17:00 UTC").is_visible()
+    check_page(page, shots, "18-capped-assign-report")
+
+    page.get_by_role("link", name="← Back to the course").click()
+    figures = page.get_by_role("region", name="Enrollment figures")
+    assert figures.get_by_text("Seats left").locator("..").inner_text().endswith("0")
+    chart = page.get_by_test_id("report-chart")
+    assert chart.locator("[data-status=active]").text_content() == "20"
+    assert chart.locator("[data-status=waitlisted]").text_content() == "10"
+    page.get_by_label("Status", exact=True).select_option("waitlisted")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**status=waitlisted**")
+    rows = page.get_by_role("table").get_by_role("row")
+    assert rows.count() == 11  # the header and the ten queued, in the pasted order
+    for position, name in enumerate(people[20:], start=1):
+        row = page.get_by_role("row", name=f"{name} ")
+        assert row.get_by_text(f"#{position}", exact=True).is_visible(), name
+        assert row.get_by_text("14 Mar 2031").is_visible(), name
+    check_page(page, shots, "19-capped-course-waitlist")

@@ -81,6 +81,13 @@ EXPECTED = {
     ("console-assign-report-csv", "GET"): CONSOLE_ADMIN,
     ("console-assignments", "GET"): CONSOLE_ADMIN,
     ("console-roster-csv", "GET"): CONSOLE_ADMIN,
+    ("console-jobs", "GET"): CONSOLE_ADMIN,
+    ("console-job-new", "GET"): CONSOLE_ADMIN,
+    ("console-job-new", "POST"): CONSOLE_ADMIN,
+    ("console-job", "GET"): CONSOLE_ADMIN,
+    ("console-job-progress", "GET"): CONSOLE_ADMIN,
+    ("console-job-cancel", "POST"): CONSOLE_ADMIN,
+    ("console-job-results-csv", "GET"): CONSOLE_ADMIN,
 }
 # Plain Django function views answer any method; the table names the one they serve.
 _FUNCTION_VIEW_METHODS = {"healthz": ["GET"], "readyz": ["GET"], "root": ["GET"]}
@@ -139,6 +146,7 @@ def route_url(route: str, course_id: str, user_id: int = 1) -> str:
         .replace("<objectid:report_id>", course_id)  # names no assignment: a 404 for admins
         .replace("<objectid:assignment_id>", course_id)  # any ObjectId: a 404
         .replace("<objectid:id>", course_id)  # names no job: a 404 for admins
+        .replace("<objectid:job_id>", course_id)
     )
 
 
