@@ -264,12 +264,16 @@ def test_admin_uploads_a_20000_line_csv_watches_the_job_finish_and_downloads_the
         page.get_by_role("heading", name="Upload a CSV").wait_for()
         page.get_by_label("CSV file").set_input_files(upload)
         check_page(page, shots, "12-job-upload")
-        # A file without the column is refused with the service's message; no job starts.
-        wrong = tmp_path / "emails.csv"
-        wrong.write_text("email\nada@example.com\n")
+        # A file without an identifier column is refused with the service's message; no job
+        # starts.
+        wrong = tmp_path / "names.csv"
+        wrong.write_text("name\nAda\n")
         page.get_by_label("CSV file").set_input_files(wrong)
         page.get_by_role("button", name="Upload and start").click()
-        page.get_by_text("emails.csv: The CSV header must name a `user_id` column.").wait_for()
+        page.get_by_text(
+            "names.csv: CSV line 1: The header row must name an identifier column: "
+            "user_id, username or email."
+        ).wait_for()
         page.get_by_label("CSV file").set_input_files(upload)
         started = time.monotonic()
         page.get_by_role("button", name="Upload and start").click()
@@ -325,7 +329,9 @@ def test_admin_uploads_a_20000_line_csv_watches_the_job_finish_and_downloads_the
         download.value.save_as(saved)
         rows = list(csv.DictReader(saved.open()))
         assert len(rows) == COHORT
-        assert [int(r["user_id"]) for r in rows] == lines
+        # "user" as sent, "user_id" resolved (empty for the unknown ones), as assign-multiple
+        assert [int(r["user"]) for r in rows] == lines
+        assert sum(1 for r in rows if r["user_id"] == "") == UNKNOWN_IDS
         counts = {}
         for row in rows:
             counts[row["status"]] = counts.get(row["status"], 0) + 1
