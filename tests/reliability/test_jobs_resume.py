@@ -4,6 +4,8 @@ finishes, every user is enrolled exactly once, the invariants hold without recon
 """
 
 import json
+import os
+import signal
 import time
 import uuid
 
@@ -32,6 +34,19 @@ EMBEDDED = 1000
 def cohort_sqlite(tmp_path_factory):
     path = tmp_path_factory.mktemp("jobs") / "db.sqlite3"
     return path, prepare_sqlite(path, bulk=COHORT)
+
+
+def _freeze(pid: int) -> None:
+    """SIGSTOP the process, wait until the kernel says it is stopped, then give commands it
+    already sent time to land."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] == "T":
+                break
+        time.sleep(0.01)
+    time.sleep(0.3)
 
 
 def _wait(predicate, timeout: float, what: str):
@@ -95,7 +110,19 @@ def test_a_worker_killed_mid_job_is_resumed_by_another(cohort_sqlite, standin_ur
                     enrolled = db.enrollments.count_documents({"course_id": oid})
                     return processed >= 2 * CHUNK and enrolled > processed
 
-                _wait(in_flight, 120, "a chunk in flight")
+                def frozen_in_flight() -> bool:
+                    # A chunk can finish between a look and the kill, and then no chunk is
+                    # run twice: freeze the worker, let the stand-in finish what it was
+                    # sent, and look again; kill only a worker frozen mid-chunk.
+                    if not in_flight():
+                        return False
+                    _freeze(first.process.pid)
+                    if in_flight():
+                        return True
+                    os.kill(first.process.pid, signal.SIGCONT)
+                    return False
+
+                _wait(frozen_in_flight, 120, "a chunk in flight")
             finally:
                 first.kill()
             killed_at = time.monotonic()
