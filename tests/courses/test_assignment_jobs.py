@@ -3,8 +3,6 @@ in this process): create (202 + Location), poll, results paging, cancel, bad inp
 idempotency, retries. The process-level resume test is tests/reliability/test_jobs_resume.py.
 """
 
-import uuid
-
 import pytest
 from asgiref.sync import sync_to_async
 from bson import ObjectId
@@ -12,27 +10,7 @@ from bson import ObjectId
 from bench.jobs_users import create_users
 from courses import jobs
 from courses.job_queue import close_queue_pool, queue_pool
-from courses.job_worker import build_worker
 from mongo.client import get_db
-
-
-@pytest.fixture
-async def job_queue(settings, mongo_db):
-    """A queue of this test's own, and `drain()`: run a burst worker until it is empty."""
-    settings.JOB_QUEUE_NAME = f"test-jobs-{uuid.uuid4().hex[:8]}"
-    settings.JOB_CHUNK_SIZE = 4
-
-    async def drain() -> None:
-        worker = build_worker(burst=True, handle_signals=False)
-        try:
-            await worker.async_run()
-        finally:
-            await worker.close()
-
-    yield drain
-    pool = await queue_pool()
-    await pool.delete(settings.JOB_QUEUE_NAME)
-    await close_queue_pool()
 
 
 def _url(course_id: str) -> str:
