@@ -25,8 +25,8 @@ parameters other than the list's `limit`/`offset` (enroll: any), a `root_path`, 
 Django refuses or a redirect the middleware would answer, and any request whose token
 does not authenticate (Django renders the 401). The whole path switches itself off, at
 startup, when the configuration it mirrors differs: another middleware list (CORS on,
-say), throttles or other authenticators on these views, `FORCE_SCRIPT_NAME`, or
-`FAST_PATHS=0`. tests/api/test_fastpath.py sends the same requests with it on and off and
+say), URLs that no longer route these paths to these views, throttles, permissions or
+other authenticators on them, `FORCE_SCRIPT_NAME`, or `FAST_PATHS=0`. tests/api/test_fastpath.py sends the same requests with it on and off and
 compares status, body and headers.
 
 What Django does and this path does not: send `request_started`/`request_finished`
@@ -47,7 +47,9 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse
+from django.urls import resolve
 from rest_framework.exceptions import APIException
+from rest_framework.permissions import IsAuthenticated
 
 from accounts.authentication import TokenClaimsAuthentication
 from asgi_app.errors import exception_handler
@@ -101,7 +103,7 @@ class FastRequest(ASGIRequest):
         return self.GET
 
 
-Answer = Callable[[FastRequest, tuple], Awaitable[HttpResponse]]
+Answer = Callable[..., Awaitable[HttpResponse]]  # (request, *path arguments)
 
 
 def _enabled() -> str | None:
@@ -112,6 +114,12 @@ def _enabled() -> str | None:
         return "the middleware list differs from the one it mirrors"
     if settings.FORCE_SCRIPT_NAME is not None:
         return "FORCE_SCRIPT_NAME is set"
+    routes = {_LIST: CourseListView, "/api/courses/" + "0" * 24 + "/enroll/": EnrollView}
+    for path, view in routes.items():
+        if getattr(resolve(path).func, "view_class", None) is not view:
+            return f"{path} is no longer {view.__name__}'s route"
+    if EnrollView.permission_classes != [IsAuthenticated]:
+        return "EnrollView's permissions changed"
     for view in (EnrollView, CourseListView):
         if (
             view.throttle_classes
