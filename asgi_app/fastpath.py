@@ -26,8 +26,9 @@ Django refuses or a redirect the middleware would answer, and any request whose 
 does not authenticate (Django renders the 401). The whole path switches itself off, at
 startup, when the configuration it mirrors differs: another middleware list (CORS on,
 say), URLs that no longer route these paths to these views, throttles, permissions or
-other authenticators on them, `FORCE_SCRIPT_NAME`, or `FAST_PATHS=0`. tests/api/test_fastpath.py sends the same requests with it on and off and
-compares status, body and headers.
+other authenticators on them, `FORCE_SCRIPT_NAME`, or `FAST_PATHS=0`.
+tests/api/test_fastpath.py sends the same requests with it on and off and compares
+status, body and headers.
 
 What Django does and this path does not: send `request_started`/`request_finished`
 (their receivers close SQL connections and caches, which these requests never open), and
