@@ -189,6 +189,9 @@ if COURSE_EMBEDDED_MEMBERS < 1:
 
 THROTTLE_DISABLED = env_bool("THROTTLE_DISABLED", default=False)
 BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", default=False)
+# Enroll and the course list answered before Django's handler (asgi_app/fastpath.py); off
+# (FAST_PATHS=0), Django answers them, with the same bytes.
+FAST_PATHS = env_bool("FAST_PATHS", default=True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.TokenClaimsAuthentication"],

@@ -55,7 +55,10 @@ from mongo.indexes import (
 DUPLICATE_KEY = 11000
 # Enrollments per read of a streamed roster (CSV).
 ROSTER_STREAM_BATCH = 1000
-_LIST_PROJECTION = {"enrolled_users": 0, "title_words": 0}
+# A course as the API shows it: without its members (which can be many), its title index,
+# and its ledger of applied operations (up to membership.APPLIED_OPS numbers, ~6.6 KiB:
+# decoding it was 40 % of a course-list request's CPU, bench/README.md).
+_LIST_PROJECTION = {"enrolled_users": 0, "title_words": 0, "applied": 0}
 
 
 def now() -> datetime:

@@ -128,6 +128,29 @@ def _list_defaults() -> dict:
 _LIST_DEFAULTS = _list_defaults()
 
 
+async def course_page_answer(request, params: dict = _LIST_DEFAULTS) -> JsonAnswer:
+    """One page of the course list for validated filters `params`; the view's answer and
+    the fast path's (asgi_app/fastpath.py, default filters only)."""
+    page = page_params(request)
+    count, courses = await selectors.course_list(
+        limit=page.limit,
+        offset=page.offset,
+        status=params["status"],
+        search=params["search"],
+        ordering=params["ordering"],
+    )
+    return JsonAnswer(page_body(request, page, count, [course_data(c) for c in courses]))
+
+
+async def enroll_answer(request, course_id: str) -> JsonAnswer:
+    """Enroll the authenticated caller; the view's answer and the fast path's."""
+    # The token's claims identify the user: enrolling needs no SQL query.
+    enrollment, created = await services.enrollment_create(
+        course_id=course_id, user_id=request.user.id, username=request.user.username
+    )
+    return await _enrollment_response(enrollment, created)
+
+
 class CourseListView(ApiView):
     def get_permissions(self):
         if self.request.method == "POST":
@@ -141,18 +164,10 @@ class CourseListView(ApiView):
         summary="List courses, newest first by default; archived ones only to admins who ask.",
     )
     async def get(self, request):
-        page = page_params(request)
         params = _list_query(request)
         if params["status"] != "open" and not await _is_confirmed_admin(request, self):
             raise PermissionDenied(ARCHIVED_FOR_ADMINS)
-        count, courses = await selectors.course_list(
-            limit=page.limit,
-            offset=page.offset,
-            status=params["status"],
-            search=params["search"],
-            ordering=params["ordering"],
-        )
-        return JsonAnswer(page_body(request, page, count, [course_data(c) for c in courses]))
+        return await course_page_answer(request, params)
 
     @idempotent
     @extend_schema(
@@ -221,11 +236,7 @@ class EnrollView(ApiView):
         summary="Enroll the caller in a course (no body); 201 first time, 200 on repeats.",
     )
     async def post(self, request, course_id: str):
-        # The token's claims identify the user: enrolling needs no SQL query.
-        enrollment, created = await services.enrollment_create(
-            course_id=course_id, user_id=request.user.id, username=request.user.username
-        )
-        return await _enrollment_response(enrollment, created)
+        return await enroll_answer(request, course_id)
 
     @extend_schema(
         request=None,
