@@ -182,11 +182,11 @@ async def job_create(
     """Store the input and the job, and queue its chunks; returns (job, created).
 
     `chunks` come from `list_chunks` or `csv_chunks`. `due_at` applies to every user whose
-    row names no deadline (a CSV's per-row deadlines travel with its chunks); `override_capacity` and
-    `dry_run` are assign-multiple's; `with_identifiers`: results carry "user" (every input
-    but JSON `user_ids`). A dry-run job computes each chunk's report and writes no
-    enrollment; its chunks run one after the other (each is queued when the one before it
-    is done), so each sees the seats the earlier ones would take.
+    row names no deadline (a CSV's per-row deadlines travel with its chunks);
+    `override_capacity` and `dry_run` are assign-multiple's; `with_identifiers`: results
+    carry "user" (every input but JSON `user_ids`). A dry-run job computes each chunk's
+    report and writes no enrollment; its chunks run one after the other (each is queued
+    when the one before it is done), so each sees the seats the earlier ones would take.
 
     With a caller-chosen `job_id` (an Idempotency-Key retry) an existing job of that id is
     returned instead (and queued again if it was still queued: the queue drops duplicates).

@@ -57,7 +57,8 @@ async def test_the_job_due_at_applies_to_rows_without_their_own(
     second = await jobs.job_create_from_csv(
         course_id=course["id"], admin_id=admin[0].id, upload=without, due_at=FUTURE
     )
-    assert first.due_at == FUTURE and second.due_at == FUTURE
+    assert first.due_at == FUTURE
+    assert second.due_at == FUTURE
     await job_queue()
     # then a row's own deadline wins and every other row takes the job's
     assert await _deadlines(course["id"], ids) == [
