@@ -5,10 +5,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
+from rest_framework.exceptions import ValidationError as ApiValidationError
 
 from courses.currencies import ISO_4217
 from courses.documents import COURSE_STATUSES, Course
-from courses.serializers import CourseCreateSerializer
+from courses.serializers import CourseCreateSerializer, FutureDateTimeField
 
 # The browser's datetime-local value, read as UTC (the form says so).
 _LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
@@ -19,6 +20,44 @@ class DateTimeLocalInput(forms.DateTimeInput):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(format=_LOCAL_FORMAT, **kwargs)
+
+
+class DueDateField(forms.Field):
+    """An optional deadline from a datetime-local control, read as UTC and validated as
+    the API's `due_at` (FutureDateTimeField: a time, in the future, with the API's
+    messages). Cleans to an aware datetime, or None when left empty. The assign panel and
+    the upload form both use it."""
+
+    widget = DateTimeLocalInput
+    MAX_LENGTH = 32
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("label", "Due date (UTC)")
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> datetime | None:
+        text = str(value or "").replace("\x00", "").strip()[: self.MAX_LENGTH]
+        if not text:
+            return None
+        try:
+            return FutureDateTimeField().run_validation(f"{text}Z")
+        except ApiValidationError as exc:
+            raise forms.ValidationError(" ".join(str(m) for m in exc.detail)) from None
+
+
+class UploadJobForm(forms.Form):
+    """The upload page: a CSV file, a due date for its rows without one, and whether to
+    seat users past the course's capacity."""
+
+    file = forms.FileField(
+        label="CSV file",
+        # An empty file is the service's to name ("The CSV is empty: ...").
+        allow_empty_file=True,
+        error_messages={"required": "Choose a CSV file to upload."},
+    )
+    due_at = DueDateField()
+    override_capacity = forms.BooleanField(label="Override capacity", required=False)
 
 
 class CourseForm(forms.Form):

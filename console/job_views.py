@@ -8,6 +8,7 @@ every second while the job is queued or running, and reloads the page once it en
 """
 
 import asyncio
+from datetime import datetime
 from typing import IO
 
 from django.conf import settings
@@ -17,9 +18,11 @@ from django.shortcuts import redirect
 
 from common.errors import Conflict, InvalidInput, NotFound
 from console import reports
+from console.forms import UploadJobForm
 from console.pages import Pager, admin_page, render_page
 from courses import jobs, selectors
-from courses.job_repository import ACTIVE, AssignmentJob
+from courses.job_repository import ACTIVE, SUCCEEDED, AssignmentJob
+from courses.repository import now
 
 JOBS_PER_PAGE = 20
 RECENT_JOBS = 5  # shown on the assignment history page
@@ -34,14 +37,32 @@ SUMMARY_CARDS = (
     ("inactive", "Inactive"),
     ("duplicates_in_request", "Duplicates"),
 )
+# A dry run's cards say what would happen.
+DRY_RUN_LABELS = {"enrolled": "Would be enrolled", "waitlisted": "Would be waitlisted"}
 
 
-async def start_job(*, course_id: str, admin_id: int, upload: IO[bytes]) -> AssignmentJob:
+async def start_job(
+    *,
+    course_id: str,
+    admin_id: int,
+    upload: IO[bytes],
+    due_at: datetime | None = None,
+    override_capacity: bool = False,
+    dry_run: bool = False,
+) -> AssignmentJob:
     """The console's one call to create an assignment job (the service the API's
     `POST /api/courses/<id>/assignment-jobs/` calls): the uploaded file, with
-    assign-multiple's columns (`user_id`, `username` or `email`, optionally `due_at`).
-    Bad input raises InvalidInput naming the line and no job is created."""
-    return await jobs.job_create_from_csv(course_id=course_id, admin_id=admin_id, upload=upload)
+    assign-multiple's columns (`user_id`, `username` or `email`, optionally `due_at`);
+    `due_at` for the rows with none of their own. Bad input raises InvalidInput naming
+    the line and no job is created."""
+    return await jobs.job_create_from_csv(
+        course_id=course_id,
+        admin_id=admin_id,
+        upload=upload,
+        due_at=due_at,
+        override_capacity=override_capacity,
+        dry_run=dry_run,
+    )
 
 
 def _result_dicts(results) -> list[dict]:
@@ -72,7 +93,10 @@ def _progress(job: AssignmentJob) -> dict:
         "eta": jobs.job_eta_seconds(job),
         # From the upload to the end (queue wait included), as the admin lived it.
         "took": (job.finished_at - job.created_at).total_seconds() if job.finished_at else None,
-        "cards": [(key, label, job.summary.get(key, 0)) for key, label in SUMMARY_CARDS],
+        "cards": [
+            (key, DRY_RUN_LABELS.get(key, label) if job.dry_run else label, job.summary.get(key, 0))
+            for key, label in SUMMARY_CARDS
+        ],
     }
 
 
@@ -89,23 +113,43 @@ async def recent_jobs(course_id: str) -> tuple[int, list[tuple[AssignmentJob, st
 
 @admin_page("GET", "POST")
 async def job_new(request: HttpRequest, course_id: str) -> HttpResponse:
-    """The upload form; a valid file starts a job and opens its page."""
+    """The upload form. "Preview" (the default) starts a dry run whose page confirms it;
+    "Upload and start" starts the real job. Either opens the job's page."""
     found = await selectors.course_get(course_id=course_id, with_enrolled_users=False)
+    form = UploadJobForm(request.POST or None, request.FILES or None)
     errors = []
     if request.method == "POST":
-        upload = request.FILES.get("file")
-        if upload is None or not upload.name:
-            errors.append("Choose a CSV file to upload.")
-        else:
+        preview = request.POST.get("action") != "start"
+        if form.is_valid():
+            upload, options = form.cleaned_data["file"], form.cleaned_data
             try:
-                job = await start_job(course_id=course_id, admin_id=request.user.id, upload=upload)
+                job = await start_job(
+                    course_id=course_id,
+                    admin_id=request.user.id,
+                    upload=upload,
+                    due_at=options["due_at"],
+                    override_capacity=options["override_capacity"],
+                    dry_run=preview,
+                )
             except (InvalidInput, Conflict) as exc:
                 errors.append(f"{upload.name}: {exc.detail}")
             else:
-                messages.success(request, f"Job started: {job.total:,} users from {upload.name}.")
+                started = "Preview started" if preview else "Job started"
+                messages.success(request, f"{started}: {job.total:,} users from {upload.name}.")
                 return redirect("console-job", course_id=course_id, job_id=job.id)
+        else:
+            errors += [
+                f"{form.fields[name].label}: {message}" if name != "file" else message
+                for name, messages_ in form.errors.items()
+                for message in messages_
+            ]
     status = 400 if errors else 200
-    context = {"course": found, "errors": errors, "max_users": settings.ASSIGN_MAX_USERS}
+    context = {
+        "course": found,
+        "form": form,
+        "errors": errors,
+        "max_users": settings.ASSIGN_MAX_USERS,
+    }
     return await render_page(request, "console/manage/job_new.html", context, status=status)
 
 
@@ -127,7 +171,13 @@ async def job_list(request: HttpRequest, course_id: str) -> HttpResponse:
 @admin_page()
 async def job_detail(request: HttpRequest, course_id: str, job_id: str) -> HttpResponse:
     """The job: live progress while it runs; its per-user results (cursor-paged) once it
-    has ended."""
+    has ended; a finished dry run's confirm button."""
+    return await _detail(request, course_id, job_id)
+
+
+async def _detail(
+    request: HttpRequest, course_id: str, job_id: str, *, error: str = "", status: int = 200
+) -> HttpResponse:
     found, job = await _course_job(course_id, job_id)
     raw_cursor = request.GET.get("cursor")
     try:
@@ -140,6 +190,8 @@ async def job_detail(request: HttpRequest, course_id: str, job_id: str) -> HttpR
         rows = await reports.result_rows(_result_dicts(page.results))
         next_cursor = page.next_cursor
     admin = await reports.named_users([job.admin_id])
+    # A preview whose due date has passed cannot be confirmed (job_confirm says so too).
+    expired = job.dry_run and job.due_at is not None and job.due_at <= now()
     context = {
         "course": found,
         **_progress(job),
@@ -147,8 +199,32 @@ async def job_detail(request: HttpRequest, course_id: str, job_id: str) -> HttpR
         "rows": rows,
         "next_cursor": next_cursor,
         "paged": raw_cursor is not None,
+        "confirmable": job.dry_run
+        and job.status == SUCCEEDED
+        and not job.confirmed_job_id
+        and not expired,
+        "expired": expired,
+        "assignable": job.summary.get("enrolled", 0) + job.summary.get("waitlisted", 0),
+        "error": error,
     }
-    return await render_page(request, "console/manage/job.html", context)
+    return await render_page(request, "console/manage/job.html", context, status=status)
+
+
+@admin_page("POST")
+async def job_confirm(request: HttpRequest, course_id: str, job_id: str) -> HttpResponse:
+    """Confirm a finished dry run: the real job from its stored input and options (no new
+    upload). Refused (the job page with the reason, 409 or 400) for anything else."""
+    await _course_job(course_id, job_id)
+    try:
+        job = await jobs.job_confirm(job_id=job_id, admin_id=request.user.id)
+    except InvalidInput as exc:
+        # The dry run's due date passed meanwhile: a new upload chooses another.
+        detail = f"The due date of this preview has passed: upload the file again. ({exc.detail})"
+        return await _detail(request, course_id, job_id, error=detail, status=400)
+    except Conflict as exc:  # not a finished dry run, confirmed already, course archived
+        return await _detail(request, course_id, job_id, error=exc.detail, status=409)
+    messages.success(request, f"Confirmed: assigning {job.total:,} users.")
+    return redirect("console-job", course_id=course_id, job_id=job.id)
 
 
 @admin_page()

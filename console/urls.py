@@ -57,5 +57,6 @@ urlpatterns = [
     path(JOB, job_views.job_detail, name="console-job"),
     path(f"{JOB}progress/", job_views.job_progress, name="console-job-progress"),
     path(f"{JOB}cancel/", job_views.job_cancel, name="console-job-cancel"),
+    path(f"{JOB}confirm/", job_views.job_confirm, name="console-job-confirm"),
     path(f"{JOB}results.csv", job_views.job_results_csv, name="console-job-results-csv"),
 ]

@@ -6,17 +6,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from rest_framework.exceptions import ValidationError
 
 from accounts import selectors as accounts
 from common.errors import Conflict, InvalidInput, NotFound
 from console import charts, identifiers, job_views, reports
-from console.forms import CourseForm
+from console.forms import CourseForm, DueDateField
 from console.pages import Pager, admin_page, member_page, query_text, render_page
 from courses import assignment, selectors, services
 from courses.documents import (
@@ -33,7 +33,6 @@ from courses.repository import now
 from courses.serializers import (
     CSV_COLUMNS,
     MAX_USER_ID,
-    FutureDateTimeField,
     course_changes,
     enrollment_csv_row,
 )
@@ -365,11 +364,10 @@ def _requested(source) -> tuple[_Request, list[str]]:
     errors = []
     due_text = source.get("due_at", "").replace("\x00", "").strip()[:32]
     due_at = None
-    if due_text:
-        try:
-            due_at = FutureDateTimeField().run_validation(f"{due_text}Z")
-        except ValidationError as exc:
-            errors.append(f"Due date: {' '.join(str(m) for m in exc.detail)}")
+    try:
+        due_at = DueDateField().clean(due_text)
+    except forms.ValidationError as exc:
+        errors.append(f"Due date: {' '.join(exc.messages)}")
     picked = _ids(source.getlist("picked"))
     pasted_text = source.get("pasted", "")[:200_000]
     pasted = identifiers.parse_pasted(pasted_text, due_at)

@@ -18,7 +18,7 @@ Kept apart from `courses/repository.py` (courses and enrollments) like the Idemp
 records: jobs are their own collections with their own lifecycle.
 """
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -63,6 +63,10 @@ class AssignmentJob:
     override_capacity: bool = False
     dry_run: bool = False
     with_identifiers: bool = False  # results carry "user" (all but JSON user_ids)
+    # A dry run confirmed (courses.jobs.job_confirm): the real job made from its input.
+    confirmed_job_id: str | None = None
+    # A real job made from a dry run: that dry run's id.
+    preview_job_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,8 @@ def _job(doc: dict[str, Any]) -> AssignmentJob:
         override_capacity=doc.get("override_capacity", False),
         dry_run=doc.get("dry_run", False),
         with_identifiers=doc.get("with_identifiers", False),
+        confirmed_job_id=doc.get("confirmed_job_id"),
+        preview_job_id=doc.get("preview_job_id"),
     )
 
 
@@ -137,6 +143,8 @@ async def job_insert(job: AssignmentJob) -> bool:
         "override_capacity": job.override_capacity,
         "dry_run": job.dry_run,
         "with_identifiers": job.with_identifiers,
+        "confirmed_job_id": None,
+        "preview_job_id": job.preview_job_id,
     }
     try:
         with unavailable_on_driver_error():
@@ -195,6 +203,23 @@ async def job_end(
     )
 
 
+async def job_confirm_claim(job_id: str, confirmed_job_id: str) -> AssignmentJob | None:
+    """Mark a finished dry run as confirmed by `confirmed_job_id`, once: None if it is not
+    a succeeded dry run or another confirmation got there first (the same atomic update)."""
+    return await _job_update(
+        {"_id": job_id, "dry_run": True, "status": SUCCEEDED, "confirmed_job_id": None},
+        {"$set": {"confirmed_job_id": confirmed_job_id}},
+    )
+
+
+async def job_confirm_release(job_id: str, confirmed_job_id: str) -> None:
+    """Undo job_confirm_claim when the real job could not be created (so it can be retried)."""
+    await _job_update(
+        {"_id": job_id, "confirmed_job_id": confirmed_job_id},
+        {"$set": {"confirmed_job_id": None}},
+    )
+
+
 async def job_count_chunk(job_id: str, chunk: int, counts: dict[str, int]) -> AssignmentJob | None:
     """Add one chunk's counts to the job, once: filtered on the chunk not being in
     `counted`, pushed there by the same atomic update. None if it was counted already."""
@@ -250,6 +275,28 @@ async def chunks_insert(job_id: str, first: int, chunks: Sequence[ChunkInput]) -
         await collection.insert_many(docs, ordered=False)
 
 
+def _chunk_input(doc: dict[str, Any]) -> ChunkInput:
+    return ChunkInput(
+        identifiers=doc["identifiers"],
+        kinds=doc.get("kinds", "user_id"),  # chunks stored before kinds existed: ids
+        due_ats=doc.get("due_ats"),
+    )
+
+
+async def chunks_read(job_id: str) -> AsyncIterator[ChunkInput]:
+    """A job's stored input, chunk by chunk in order (one chunk's document in memory at a
+    time, the cursor's batch aside)."""
+    cursor = (
+        get_collection(JOB_CHUNKS)
+        .find({"job_id": job_id}, {"identifiers": 1, "kinds": 1, "due_ats": 1})
+        .sort([("chunk", ASCENDING)])
+        .batch_size(2)
+    )
+    with unavailable_on_driver_error():
+        async for doc in cursor:
+            yield _chunk_input(doc)
+
+
 async def chunks_delete(job_id: str) -> None:
     with unavailable_on_driver_error():
         await get_collection(JOB_CHUNKS).delete_many({"job_id": job_id})
@@ -272,12 +319,7 @@ async def chunk_claim(
         )
     if doc is None:
         return None
-    chunk_input = ChunkInput(
-        identifiers=doc["identifiers"],
-        kinds=doc.get("kinds", "user_id"),  # chunks stored before kinds existed: ids
-        due_ats=doc.get("due_ats"),
-    )
-    return ChunkClaim(input=chunk_input, op=op, earlier_ops=doc["ops"][:-1])
+    return ChunkClaim(input=_chunk_input(doc), op=op, earlier_ops=doc["ops"][:-1])
 
 
 async def chunk_state(job_id: str, chunk: int) -> tuple[bool, datetime | None] | None:

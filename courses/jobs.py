@@ -51,6 +51,11 @@ class JobFinished(Conflict):
     default_detail = "The job has finished; only a queued or running job can be cancelled."
 
 
+class NotConfirmable(Conflict):
+    code = "job_not_confirmable"
+    default_detail = "Only a finished dry run can be confirmed."
+
+
 class ChunkBusy(Exception):
     """Another worker holds the chunk's lease; try again after `retry_in` seconds."""
 
@@ -172,15 +177,16 @@ async def job_create(
     override_capacity: bool = False,
     dry_run: bool = False,
     with_identifiers: bool = False,
+    preview_job_id: str | None = None,
 ) -> tuple[AssignmentJob, bool]:
     """Store the input and the job, and queue its chunks; returns (job, created).
 
-    `chunks` come from `list_chunks` or `csv_chunks`. `due_at` (a JSON body's) applies to
-    every user (a CSV's per-row deadlines travel with its chunks); `override_capacity` and
-    `dry_run` are assign-multiple's; `with_identifiers`: results carry "user" (every input
-    but JSON `user_ids`). A dry-run job computes each chunk's report and writes no
-    enrollment; its chunks run one after the other (each is queued when the one before it
-    is done), so each sees the seats the earlier ones would take.
+    `chunks` come from `list_chunks` or `csv_chunks`. `due_at` applies to every user whose
+    row names no deadline (a CSV's per-row deadlines travel with its chunks);
+    `override_capacity` and `dry_run` are assign-multiple's; `with_identifiers`: results
+    carry "user" (every input but JSON `user_ids`). A dry-run job computes each chunk's
+    report and writes no enrollment; its chunks run one after the other (each is queued
+    when the one before it is done), so each sees the seats the earlier ones would take.
 
     With a caller-chosen `job_id` (an Idempotency-Key retry) an existing job of that id is
     returned instead (and queued again if it was still queued: the queue drops duplicates).
@@ -235,6 +241,7 @@ async def job_create(
         override_capacity=override_capacity,
         dry_run=dry_run,
         with_identifiers=with_identifiers,
+        preview_job_id=preview_job_id,
     )
     if not await jobs.job_insert(job):  # a concurrent retry of the same key got there first
         return await job_get(job_id=job_id), False
@@ -274,21 +281,78 @@ async def job_create_from_csv(
     dry_run: bool = False,
     override_capacity: bool = False,
     job_id: str | None = None,
+    due_at: datetime | None = None,
 ) -> AssignmentJob:
     """Create a job from an uploaded CSV file (the web console): a Django UploadedFile or
-    any binary stream with `readline`, read line by line like an API CSV body. Raises
-    InvalidInput (400) naming the bad line, NotFound / Conflict for the course, and
-    ServiceUnavailable when the queue is down, like the API."""
+    any binary stream with `readline`, read line by line like an API CSV body. `due_at`
+    (a future time) is the deadline of the rows with no `due_at` of their own (no such
+    column, or an empty cell). Raises InvalidInput (400) naming the bad line or the past
+    due_at, NotFound / Conflict for the course, and ServiceUnavailable when the queue is
+    down, like the API."""
+    _check_future(due_at)
     job, _ = await job_create(
         course_id=course_id,
         admin_id=admin_id,
         chunks=csv_chunks(upload),
         job_id=job_id,
+        due_at=due_at,
         override_capacity=override_capacity,
         dry_run=dry_run,
         with_identifiers=True,
     )
     return job
+
+
+def _check_future(due_at: datetime | None) -> None:
+    # As FutureDateTimeField says it (assign-multiple's due_at).
+    if due_at is not None and due_at <= repository.now():
+        raise InvalidInput("due_at: Must be in the future.", field="due_at")
+
+
+async def job_confirm(*, job_id: str, admin_id: int) -> AssignmentJob:
+    """Run a finished dry run for real: a new job from the dry run's stored input (no new
+    upload), with its options (due_at, override_capacity), by `admin_id`. Once per dry
+    run: the dry run is marked with the new job's id by one atomic update before the new
+    job is created (a concurrent or repeated confirmation is refused), and unmarked if
+    the creation fails, so it can be tried again. Raises NotConfirmable (409) for a job
+    that is not a dry run, has not succeeded, or was confirmed already; InvalidInput if
+    its due_at has passed meanwhile; NotFound / Conflict for the course."""
+    preview = await job_get(job_id=job_id)
+    _check_confirmable(preview)
+    _check_future(preview.due_at)
+    new_id = repository.new_id()
+    if await jobs.job_confirm_claim(job_id, new_id) is None:
+        _check_confirmable(await job_get(job_id=job_id))  # says why
+        raise NotConfirmable  # pragma: no cover - changed back in between
+    try:
+        job, _ = await job_create(
+            course_id=preview.course_id,
+            admin_id=admin_id,
+            chunks=jobs.chunks_read(job_id),
+            job_id=new_id,
+            due_at=preview.due_at,
+            override_capacity=preview.override_capacity,
+            with_identifiers=preview.with_identifiers,
+            preview_job_id=job_id,
+        )
+    except BaseException:
+        await asyncio.shield(jobs.job_confirm_release(job_id, new_id))
+        raise
+    logger.info("assignment dry run confirmed", extra={"job_id": new_id, "dry_run_id": job_id})
+    return job
+
+
+def _check_confirmable(job: AssignmentJob) -> None:
+    if not job.dry_run:
+        raise NotConfirmable("This job is not a dry run: it has assigned its users already.")
+    if job.confirmed_job_id is not None:
+        raise NotConfirmable("This dry run has been confirmed already.")
+    if job.status in jobs.ACTIVE:
+        raise NotConfirmable("The dry run has not finished yet: confirm it once it has.")
+    if job.status != jobs.SUCCEEDED:
+        raise NotConfirmable(
+            f"The dry run {job.status}: it cannot be confirmed; upload the file again."
+        )
 
 
 async def job_get(*, job_id: str) -> AssignmentJob:
@@ -377,7 +441,12 @@ def chunk_lease() -> timedelta:
 
 def _requested(job: AssignmentJob, chunk: ChunkInput) -> list[assignment.Requested]:
     kinds = repeat(chunk.kinds) if isinstance(chunk.kinds, str) else chunk.kinds
-    due_ats = repeat(job.due_at) if chunk.due_ats is None else chunk.due_ats
+    # A row's own deadline, else the job's (a CSV row with an empty due_at cell).
+    due_ats = (
+        repeat(job.due_at)
+        if chunk.due_ats is None
+        else [job.due_at if d is None else d for d in chunk.due_ats]
+    )
     # `repeat` is endless: the identifiers set the length.
     return [
         assignment.Requested(kind, value, due_at)

@@ -13,12 +13,16 @@ from courses import jobs
 from tests.console.conftest import csrf_from
 
 
-async def _upload(api, course_id: str, body: bytes, name: str = "cohort.csv"):
+async def _upload(
+    api, course_id: str, body: bytes, name: str = "cohort.csv", action: str = "start", **fields
+):
+    """POST the upload form: "start" (Upload and start) or "preview"; `fields` are the
+    form's others (due_at, override_capacity)."""
     new = f"/console/manage/courses/{course_id}/jobs/new/"
     token = csrf_from((await api.get(new)).text)
     return await api.post(
         new,
-        data={"csrfmiddlewaretoken": token},
+        data={"csrfmiddlewaretoken": token, "action": action, **fields},
         files={"file": (name, body, "text/csv")},
     )
 

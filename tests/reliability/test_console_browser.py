@@ -238,15 +238,32 @@ def job_site(standin_uri, tmp_path_factory):
         yield server
 
 
-def test_admin_uploads_a_20000_line_csv_watches_the_job_finish_and_downloads_the_report(
+def _cohort_emails() -> tuple[list[str], list[int]]:
+    """The upload's lines: the bulk users' emails in order, every seventh in mixed case
+    (matched case-insensitively), with UNKNOWN_IDS unknown emails early among them; and
+    the bulk indexes of the known lines, in the file's order."""
+    known = range(COHORT - UNKNOWN_IDS)
+    lines: list[str] = [
+        f"Bulk{n}@Example.COM" if n % 7 == 3 else f"bulk{n}@example.com" for n in known
+    ]
+    for n, position in enumerate(range(3, 3 + 17 * UNKNOWN_IDS, 17)):  # early, among the rest
+        lines.insert(position, f"nobody{n}@example.com")
+    return lines, list(known)
+
+
+def _summary(page) -> dict[str, int]:
+    return {
+        key: int(page.locator(f"[data-summary={key}]").inner_text().replace(",", ""))
+        for key in ("enrolled", "waitlisted", "not_found", "already_enrolled", "inactive")
+    }
+
+
+def test_admin_uploads_a_20000_line_csv_previews_confirms_watches_and_downloads_the_report(
     browser, job_site, shots, tmp_path
 ):
-    known = job_site.ids["bulk"][: COHORT - UNKNOWN_IDS]
-    lines = list(known)
-    for n, position in enumerate(range(3, 3 + 17 * UNKNOWN_IDS, 17)):  # early, among the rest
-        lines.insert(position, 10_000_000 + n)
+    lines, known = _cohort_emails()
     upload = tmp_path / "cohort.csv"
-    upload.write_text("user_id\n" + "".join(f"{uid}\n" for uid in lines))
+    upload.write_text("email\n" + "".join(f"{email}\n" for email in lines))
     admin = bearer(mint_access(job_site.ids["staff"], "staff", is_staff=True))
     body = {
         "course_title": "Annual Compliance 2026",
@@ -257,27 +274,59 @@ def test_admin_uploads_a_20000_line_csv_watches_the_job_finish_and_downloads_the
     created = httpx.post(f"{job_site.url}/api/courses/", json=body, headers=admin, timeout=30)
     assert created.status_code == 201, created.text
     course_id = created.json()["id"]
+    expected = {
+        "enrolled": COHORT_CAPACITY,
+        "waitlisted": COHORT - UNKNOWN_IDS - COHORT_CAPACITY,
+        "not_found": UNKNOWN_IDS,
+        "already_enrolled": 0,
+        "inactive": 0,
+    }
     with browser_tab(browser, job_site) as page:
         sign_in(page, "staff")
         page.goto(f"/console/manage/courses/{course_id}/assign/")
         page.get_by_role("link", name="Upload a CSV").click()
         page.get_by_role("heading", name="Upload a CSV").wait_for()
+        # the file, and a due date for its rows (they have none of their own)
         page.get_by_label("CSV file").set_input_files(upload)
+        page.get_by_label("Due date (UTC)").fill("2031-09-30T17:00")
+        assert not page.get_by_label("Override capacity").is_checked()
         check_page(page, shots, "12-job-upload")
         # A file without an identifier column is refused with the service's message; no job
-        # starts.
+        # starts, and the due date is kept.
         wrong = tmp_path / "names.csv"
         wrong.write_text("name\nAda\n")
         page.get_by_label("CSV file").set_input_files(wrong)
-        page.get_by_role("button", name="Upload and start").click()
+        page.get_by_role("button", name="Preview", exact=True).click()
         page.get_by_text(
             "names.csv: CSV line 1: The header row must name an identifier column: "
             "user_id, username or email."
         ).wait_for()
+        assert page.get_by_label("Due date (UTC)").input_value() == "2031-09-30T17:00"
         page.get_by_label("CSV file").set_input_files(upload)
+        # Preview: a dry run of the whole file, nothing written
         started = time.monotonic()
-        page.get_by_role("button", name="Upload and start").click()
-        page.get_by_text(f"Job started: {COHORT:,} users from cohort.csv.").wait_for()
+        page.get_by_role("button", name="Preview", exact=True).click()
+        page.get_by_text(f"Preview started: {COHORT:,} users from cohort.csv.").wait_for()
+        page.get_by_role("heading", name="Preview — nothing written").wait_for()
+        page.get_by_text("Succeeded", exact=True).wait_for(timeout=300_000)
+        dry_run = time.monotonic() - started
+        assigned = COHORT - UNKNOWN_IDS
+        confirm = page.get_by_role("button", name=f"Confirm and assign {assigned:,} users")
+        confirm.wait_for()
+        assert _summary(page) == expected
+        assert page.get_by_text("Due 30 Sep 2031, 17:00 UTC").is_visible()
+        assert page.locator("[data-status=not_found]").count() == 3  # lines 4, 21 and 38
+        roster = httpx.get(
+            f"{job_site.url}/api/courses/{course_id}/enrollments/", headers=admin, timeout=30
+        )
+        assert roster.status_code == 200
+        assert roster.json()["results"] == []  # the preview wrote nothing
+        check_page(page, shots, "13-job-preview")
+        # Confirm: the real job from the stored file, with the same due date
+        started = time.monotonic()
+        confirm.click()
+        page.get_by_text(f"Confirmed: assigning {COHORT:,} users.").wait_for()
+        page.get_by_role("heading", name="Upload job").wait_for()
         # while it runs, the page updates itself: a count between none and all
         page.wait_for_function(
             """total => {
@@ -298,31 +347,24 @@ def test_admin_uploads_a_20000_line_csv_watches_the_job_finish_and_downloads_the
             held.append(request_route)
 
         page.route("**/progress/", hold)
-        check_page(page, shots, "13-job-running")
+        check_page(page, shots, "14-job-running")
         page.unroute("**/progress/", hold)
         for request_route in held:
             request_route.continue_()
         page.get_by_text("Succeeded", exact=True).wait_for(timeout=300_000)
         finished = time.monotonic() - started
-        print(f"\n20,000-line upload: {finished:.1f} s from submit to the finished page")
+        print(
+            f"\n20,000-line upload: dry run {dry_run:.1f} s from Preview to the finished "
+            f"preview; {finished:.1f} s from Confirm to the finished job"
+        )
         processed = page.get_by_test_id("job-processed")
         assert processed.inner_text() == f"{COHORT:,}"
-        summary = {
-            key: int(page.locator(f"[data-summary={key}]").inner_text().replace(",", ""))
-            for key in ("enrolled", "waitlisted", "not_found", "already_enrolled", "inactive")
-        }
-        assert summary == {
-            "enrolled": COHORT_CAPACITY,
-            "waitlisted": COHORT - UNKNOWN_IDS - COHORT_CAPACITY,
-            "not_found": UNKNOWN_IDS,
-            "already_enrolled": 0,
-            "inactive": 0,
-        }
+        assert _summary(page) == expected
         assert page.get_by_role("button", name="Cancel job").count() == 0
         first_page = page.get_by_role("table").locator("[data-status]")
         assert first_page.count() == 50
-        assert page.locator("[data-status=not_found]").count() == 3  # lines 4, 21 and 38
-        check_page(page, shots, "14-job-finished")
+        assert page.locator("[data-status=not_found]").count() == 3
+        check_page(page, shots, "15-job-finished")
         with page.expect_download(timeout=120_000) as download:
             page.get_by_role("link", name="Download results CSV").click()
         saved = tmp_path / "results.csv"
@@ -330,23 +372,33 @@ def test_admin_uploads_a_20000_line_csv_watches_the_job_finish_and_downloads_the
         rows = list(csv.DictReader(saved.open()))
         assert len(rows) == COHORT
         # "user" as sent, "user_id" resolved (empty for the unknown ones), as assign-multiple
-        assert [int(r["user"]) for r in rows] == lines
+        assert [r["user"] for r in rows] == lines
+        bulk = job_site.ids["bulk"]
+        assert [int(r["user_id"]) for r in rows if r["user_id"]] == [bulk[n] for n in known]
         assert sum(1 for r in rows if r["user_id"] == "") == UNKNOWN_IDS
         counts = {}
         for row in rows:
             counts[row["status"]] = counts.get(row["status"], 0) + 1
-        assert counts == {
-            "enrolled": COHORT_CAPACITY,
-            "waitlisted": COHORT - UNKNOWN_IDS - COHORT_CAPACITY,
-            "not_found": UNKNOWN_IDS,
-        }
+        assert counts == {key: value for key, value in expected.items() if value}
         assert rows[0]["username"] == "bulk0"
+        assert rows[4]["user"] == "Bulk3@Example.COM"  # after the first unknown line
+        assert rows[4]["username"] == "bulk3"
+        # the form's due date is every enrollment's (a mixed-case line's too)
+        for n in (0, 3, COHORT_CAPACITY - 1):
+            one = httpx.get(
+                f"{job_site.url}/api/courses/{course_id}/enrollments/{bulk[n]}/",
+                headers=admin,
+                timeout=30,
+            )
+            assert one.status_code == 200, one.text
+            assert one.json()["due_at"].startswith("2031-09-30T17:00:00")
         page.get_by_role("link", name="All upload jobs of this course").click()
-        assert page.get_by_role("row", name="Succeeded").count() == 1
-        check_page(page, shots, "15-job-list")
+        assert page.get_by_role("row", name="Succeeded").count() == 2  # the preview and the job
+        assert page.get_by_role("row", name="Preview").count() == 1
+        check_page(page, shots, "16-job-list")
         page.get_by_role("link", name="Assignment history").click()
-        assert page.get_by_role("row", name="Succeeded").count() == 1
-        check_page(page, shots, "16-assignment-history")
+        assert page.get_by_role("row", name="Succeeded").count() == 2
+        check_page(page, shots, "17-assignment-history")
 
 
 def test_admin_assigns_thirty_emails_with_a_due_date_to_a_capped_course(page, site, shots):
@@ -386,7 +438,7 @@ def test_admin_assigns_thirty_emails_with_a_due_date_to_a_capped_course(page, si
     waitlisted = page.locator("[data-status=waitlisted]")
     assert waitlisted.count() == 10
     assert waitlisted.first.inner_text() == "Waitlisted #1"
-    check_page(page, shots, "17-capped-assign-preview")
+    check_page(page, shots, "18-capped-assign-preview")
     roster = httpx.get(f"{site.url}/api/courses/{course}/enrollments/", headers=admin)
     assert roster.status_code == 200
     assert roster.json()["results"] == []  # a dry run writes nothing
@@ -400,7 +452,7 @@ def test_admin_assigns_thirty_emails_with_a_due_date_to_a_capped_course(page, si
     queued = page.get_by_role("row", name="bulk220")
     assert queued.get_by_text("Waitlisted #1").is_visible()
     assert page.get_by_text("due 14 Mar 2031, 17:00 UTC").is_visible()
-    check_page(page, shots, "18-capped-assign-report")
+    check_page(page, shots, "19-capped-assign-report")
 
     page.get_by_role("link", name="← Back to the course").click()
     figures = page.get_by_role("region", name="Enrollment figures")
@@ -417,4 +469,4 @@ def test_admin_assigns_thirty_emails_with_a_due_date_to_a_capped_course(page, si
         row = page.get_by_role("row", name=f"{name} ")
         assert row.get_by_text(f"#{position}", exact=True).is_visible(), name
         assert row.get_by_text("14 Mar 2031").is_visible(), name
-    check_page(page, shots, "19-capped-course-waitlist")
+    check_page(page, shots, "20-capped-course-waitlist")

@@ -87,6 +87,7 @@ EXPECTED = {
     ("console-job", "GET"): CONSOLE_ADMIN,
     ("console-job-progress", "GET"): CONSOLE_ADMIN,
     ("console-job-cancel", "POST"): CONSOLE_ADMIN,
+    ("console-job-confirm", "POST"): CONSOLE_ADMIN,
     ("console-job-results-csv", "GET"): CONSOLE_ADMIN,
 }
 # Plain Django function views answer any method; the table names the one they serve.
