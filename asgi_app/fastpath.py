@@ -14,7 +14,7 @@ adds no rules of its own:
   (`TokenClaimsAuthentication`, the same verified-token memory); the middleware's request
   and response hooks that matter for these answers run as they do in the chain
   (`SecurityMiddleware`, `CommonMiddleware`, `XFrameOptionsMiddleware`), and the request
-  id and access line are `RequestIdMiddleware`'s (`request_id_for`, `asgi_app.access`);
+  id and access line are `RequestIdMiddleware`'s (`respond_with_request_id`);
 - errors a service raises are rendered by the API's one exception handler, with the
   view's `Allow` header, as DRF would.
 
@@ -40,7 +40,6 @@ error) answers the production 500 body, also in DEBUG, and is logged as Django l
 import io
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -54,13 +53,11 @@ from rest_framework.permissions import IsAuthenticated
 
 from accounts.authentication import TokenClaimsAuthentication
 from asgi_app.errors import exception_handler
-from asgi_app.logging import request_id_var
 from asgi_app.middleware import (
     CommonMiddleware,
     SecurityMiddleware,
     XFrameOptionsMiddleware,
-    access_log,
-    request_id_for,
+    respond_with_request_id,
 )
 from asgi_app.renderers import ORJSONRenderer, dumps
 from asgi_app.views import server_error
@@ -212,26 +209,11 @@ class FastPathApp:
         return True
 
     async def _answer(self, request, answer: Answer, allow: str, args: tuple, send) -> None:
+        async def respond(request):
+            return await self._response(request, answer, allow, args)
+
         # RequestIdMiddleware's work: the id in every log line, the access line, the header.
-        request_id = request_id_for(request.META.get("HTTP_X_REQUEST_ID", ""))
-        token = request_id_var.set(request_id)
-        started = time.perf_counter()
-        try:
-            response = await self._response(request, answer, allow, args)
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "%s %s %s",
-                    request.method,
-                    request.path,
-                    response.status_code,
-                    extra={
-                        "status": response.status_code,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    },
-                )
-        finally:
-            request_id_var.reset(token)
-        response["X-Request-ID"] = request_id
+        response = await respond_with_request_id(request, respond)
         await _send(response, send)
 
     async def _response(self, request, answer: Answer, allow: str, args: tuple) -> HttpResponse:

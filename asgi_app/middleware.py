@@ -27,29 +27,36 @@ def request_id_for(incoming: str) -> str:
 access_log = logging.getLogger("asgi_app.access")
 
 
+async def respond_with_request_id(request, get_response):
+    """`get_response(request)` with the request id set for every log line, the access line
+    written and the `X-Request-ID` header added: RequestIdMiddleware's work, which the fast
+    path (asgi_app/fastpath.py) does through this same function."""
+    request_id = request_id_for(request.META.get("HTTP_X_REQUEST_ID", ""))
+    token = request_id_var.set(request_id)
+    started = time.perf_counter()
+    try:
+        response = await get_response(request)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+    finally:
+        request_id_var.reset(token)
+    response["X-Request-ID"] = request_id
+    return response
+
+
 @async_only_middleware
 def RequestIdMiddleware(get_response):
     async def middleware(request):
-        request_id = request_id_for(request.headers.get("X-Request-ID", ""))
-        token = request_id_var.set(request_id)
-        started = time.perf_counter()
-        try:
-            response = await get_response(request)
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "%s %s %s",
-                    request.method,
-                    request.path,
-                    response.status_code,
-                    extra={
-                        "status": response.status_code,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    },
-                )
-        finally:
-            request_id_var.reset(token)
-        response["X-Request-ID"] = request_id
-        return response
+        return await respond_with_request_id(request, get_response)
 
     return middleware
 
