@@ -61,8 +61,7 @@ class NotConfirmable(Conflict):
 
 
 PREVIEW_EXPIRED = (
-    "This dry run's stored input has expired (jobs are kept JOB_RETENTION_DAYS days): "
-    "upload the file again."
+    "This dry run's stored input has expired (jobs are kept {days} days): upload the file again."
 )
 
 
@@ -367,7 +366,7 @@ async def _whole_input(preview: AssignmentJob) -> AsyncIterator[ChunkInput]:
         total += len(chunk.identifiers)
         yield chunk
     if (count, total) != (preview.chunks, preview.total):
-        raise NotConfirmable(PREVIEW_EXPIRED)
+        raise NotConfirmable(PREVIEW_EXPIRED.format(days=settings.JOB_RETENTION_DAYS))
 
 
 def _check_confirmable(job: AssignmentJob) -> None:

@@ -221,7 +221,7 @@ async def test_a_preview_whose_stored_input_expired_asks_for_a_new_upload(
     # when it is confirmed, the page says so with a 409 and no job is started
     refused = await _confirm(api, preview_url)
     assert refused.status_code == 409
-    assert "stored input has expired" in refused.text
+    assert "stored input has expired (jobs are kept 30 days)" in refused.text
     assert (await jobs.job_list(course_id=course["id"], limit=5, offset=0))[0] == 1
     # and once its job document is deleted too, it is not found
     await get_db().assignment_jobs.delete_many({})

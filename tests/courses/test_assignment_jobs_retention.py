@@ -9,13 +9,11 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from io import StringIO
 from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.management import call_command
 
 from bench.jobs_users import create_users
 from common.errors import NotFound
@@ -23,6 +21,7 @@ from courses import jobs
 from courses.job_repository import SUCCEEDED
 from mongo.client import get_db
 from mongo.indexes import ASSIGNMENT_JOBS, JOB_CHUNKS, JOB_RESULTS, JOB_USERS
+from tests.api.test_lifespan_and_commands import _call
 
 COLLECTIONS = (ASSIGNMENT_JOBS, JOB_CHUNKS, JOB_RESULTS, JOB_USERS)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -59,13 +58,6 @@ async def _age(job_id: str, by: timedelta) -> None:
             await get_db()[name].update_one(
                 {"_id": doc["_id"]}, {"$set": {"expires_at": doc["expires_at"] - by}}
             )
-
-
-async def _call(*args) -> str:
-    out = StringIO()
-    # Commands run their own event loop, so they go to a worker thread.
-    await sync_to_async(call_command, thread_sensitive=False)(*args, stdout=out)
-    return out.getvalue()
 
 
 async def test_each_job_collection_has_a_ttl_index_on_expires_at(mongo_db):
