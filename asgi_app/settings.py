@@ -176,6 +176,12 @@ JOB_QUEUE_NAME = env_str("JOB_QUEUE_NAME", "assignment-jobs")
 JOB_CHUNK_TIMEOUT_SECONDS = env_int("JOB_CHUNK_TIMEOUT_SECONDS", 60)
 JOB_MAX_TRIES = env_int("JOB_MAX_TRIES", 12)
 JOB_WORKER_CONCURRENCY = env_int("JOB_WORKER_CONCURRENCY", 1)
+# Every document of a job (the job, its input chunks, results and user claims) carries
+# `expires_at`, its creation + this, and MongoDB's TTL monitor deletes it then
+# (mongo/indexes.py): a service running million-user jobs does not grow without bound.
+JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 30)
+if JOB_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("JOB_RETENTION_DAYS must be at least 1")
 # Idempotency-Key (courses/idempotency.py): a first request's answer is kept per caller and
 # key for the TTL; while it runs it holds the key for the lease, after which a retry may run
 # it again (the first attempt is presumed crashed).

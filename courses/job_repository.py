@@ -15,7 +15,10 @@ Three collections (mongo/indexes.py):
   how a user named again in another chunk is reported as a duplicate.
 
 Kept apart from `courses/repository.py` (courses and enrollments) like the Idempotency-Key
-records: jobs are their own collections with their own lifecycle.
+records: jobs are their own collections with their own lifecycle. Every document of a job
+carries the job's `expires_at` (its creation + JOB_RETENTION_DAYS), on which a TTL index
+deletes it (mongo/indexes.py): one time for all of them, so a job's user claims never
+outlive or predate the chunks they guard.
 """
 
 from collections.abc import AsyncIterator, Sequence
@@ -67,6 +70,9 @@ class AssignmentJob:
     confirmed_job_id: str | None = None
     # A real job made from a dry run: that dry run's id.
     preview_job_id: str | None = None
+    # When the TTL monitor deletes the job's documents; None for jobs stored before
+    # retention existed (see courses.jobs.job_expires_at).
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,7 @@ def _job(doc: dict[str, Any]) -> AssignmentJob:
         with_identifiers=doc.get("with_identifiers", False),
         confirmed_job_id=doc.get("confirmed_job_id"),
         preview_job_id=doc.get("preview_job_id"),
+        expires_at=doc.get("expires_at"),
     )
 
 
@@ -145,6 +152,7 @@ async def job_insert(job: AssignmentJob) -> bool:
         "with_identifiers": job.with_identifiers,
         "confirmed_job_id": None,
         "preview_job_id": job.preview_job_id,
+        "expires_at": job.expires_at,
     }
     try:
         with unavailable_on_driver_error():
@@ -253,7 +261,9 @@ async def job_complete_if_counted(job_id: str, chunks: int, moment: datetime) ->
     return done is not None
 
 
-async def chunks_insert(job_id: str, first: int, chunks: Sequence[ChunkInput]) -> None:
+async def chunks_insert(
+    job_id: str, first: int, chunks: Sequence[ChunkInput], *, expires_at: datetime
+) -> None:
     """Store input chunks `first`, `first + 1`, ... (replacing any a crashed attempt left)."""
     docs = [
         {
@@ -266,6 +276,7 @@ async def chunks_insert(job_id: str, first: int, chunks: Sequence[ChunkInput]) -
             "done": False,
             "lease_until": None,
             "ops": [],
+            "expires_at": expires_at,
         }
         for i, chunk in enumerate(chunks)
     ]
@@ -346,12 +357,14 @@ async def chunk_release(job_id: str, chunk: int) -> None:
         )
 
 
-async def results_put(job_id: str, chunk: int, results: Sequence[dict[str, Any]]) -> None:
+async def results_put(
+    job_id: str, chunk: int, results: Sequence[dict[str, Any]], *, expires_at: datetime
+) -> None:
     """Store one chunk's results, as rendered (replacing those of an earlier attempt)."""
     with unavailable_on_driver_error():
         await get_collection(JOB_RESULTS).replace_one(
             {"_id": _chunk_id(job_id, chunk)},
-            {"job_id": job_id, "chunk": chunk, "results": list(results)},
+            {"job_id": job_id, "chunk": chunk, "results": list(results), "expires_at": expires_at},
             upsert=True,
         )
 
@@ -379,7 +392,7 @@ async def results_from(
 
 
 async def users_claim(
-    job_id: str, chunk: int, identities: Sequence[str], *, rerun: bool
+    job_id: str, chunk: int, identities: Sequence[str], *, rerun: bool, expires_at: datetime
 ) -> set[str]:
     """Record that `chunk` names these users (distinct identities); returns those that
     another chunk of the job named first. One unordered insert: an identity already there
@@ -388,7 +401,10 @@ async def users_claim(
     crashed, are not duplicates)."""
     if not identities:
         return set()
-    docs = [{"_id": f"{job_id}:{i}", "job_id": job_id, "chunk": chunk} for i in identities]
+    docs = [
+        {"_id": f"{job_id}:{i}", "job_id": job_id, "chunk": chunk, "expires_at": expires_at}
+        for i in identities
+    ]
     collection = get_collection(JOB_USERS)
     try:
         with unavailable_on_driver_error():
@@ -412,3 +428,39 @@ async def users_claim(
         clashing = others
     prefix = len(job_id) + 1
     return {key[prefix:] for key in clashing}
+
+
+async def jobs_without_expiry() -> AsyncIterator[tuple[str, datetime]]:
+    """(id, created_at) of the jobs stored before retention existed (no `expires_at`)."""
+    cursor = get_collection(ASSIGNMENT_JOBS).find(
+        {"expires_at": {"$exists": False}}, {"created_at": 1}
+    )
+    with unavailable_on_driver_error():
+        async for doc in cursor:
+            yield doc["_id"], doc["created_at"]
+
+
+async def job_set_expiry(job_id: str, expires_at: datetime) -> None:
+    """Give a job's documents that have none an `expires_at`: its input chunks, results and
+    user claims first, the job last, so an interrupted run finds the job again."""
+    missing = {"job_id": job_id, "expires_at": {"$exists": False}}
+    with unavailable_on_driver_error():
+        for name in (JOB_CHUNKS, JOB_RESULTS, JOB_USERS):
+            await get_collection(name).update_many(missing, {"$set": {"expires_at": expires_at}})
+        await get_collection(ASSIGNMENT_JOBS).update_one(
+            {"_id": job_id, "expires_at": {"$exists": False}},
+            {"$set": {"expires_at": expires_at}},
+        )
+
+
+async def orphans_set_expiry(expires_at: datetime) -> int:
+    """Chunks, results and claims still without `expires_at` once every job has one: those
+    of a job whose creation crashed before the job document was stored. How many."""
+    changed = 0
+    with unavailable_on_driver_error():
+        for name in (JOB_CHUNKS, JOB_RESULTS, JOB_USERS):
+            result = await get_collection(name).update_many(
+                {"expires_at": {"$exists": False}}, {"$set": {"expires_at": expires_at}}
+            )
+            changed += result.modified_count
+    return changed

@@ -15,6 +15,10 @@ results, and adds its counts to the job. Every step is safe to run again:
   nobody is counted twice and nobody is missed, without reconcile.
 - The job's counts take a chunk's summary once (`counted` ∌ chunk, in the same update).
 
+Retention: every document of a job carries one `expires_at`, the job's creation +
+JOB_RETENTION_DAYS, and a TTL index deletes it then (courses/job_repository.py). A job is
+read as absent once past it, before the TTL monitor gets to it, as an unknown job is.
+
 docs/scaling.md 4.7 has the measurements and the sizing.
 """
 
@@ -54,6 +58,11 @@ class JobFinished(Conflict):
 class NotConfirmable(Conflict):
     code = "job_not_confirmable"
     default_detail = "Only a finished dry run can be confirmed."
+
+
+PREVIEW_EXPIRED = (
+    "This dry run's stored input has expired (jobs are kept {days} days): upload the file again."
+)
 
 
 class ChunkBusy(Exception):
@@ -202,6 +211,9 @@ async def job_create(
             await _enqueue(existing)
         return existing, False
 
+    created_at = repository.now()
+    # Known before the first chunk is stored: all of the job's documents share it.
+    expires_at = created_at + retention()
     total = count = 0
     kinds: set[str] = set()
     pending: list[ChunkInput] = []
@@ -213,11 +225,11 @@ async def job_create(
             pending.append(chunk)
             total += len(chunk.identifiers)
             if len(pending) == _STORE_BATCH:
-                await jobs.chunks_insert(job_id, count, pending)
+                await jobs.chunks_insert(job_id, count, pending, expires_at=expires_at)
                 count += len(pending)
                 pending = []
         if pending:
-            await jobs.chunks_insert(job_id, count, pending)
+            await jobs.chunks_insert(job_id, count, pending, expires_at=expires_at)
             count += len(pending)
         if total == 0:
             raise InvalidInput("The input names no user.")
@@ -236,12 +248,13 @@ async def job_create(
         chunks=count,
         processed=0,
         summary=dict.fromkeys(SUMMARY_KEYS, 0),
-        created_at=repository.now(),
+        created_at=created_at,
         due_at=due_at,
         override_capacity=override_capacity,
         dry_run=dry_run,
         with_identifiers=with_identifiers,
         preview_job_id=preview_job_id,
+        expires_at=expires_at,
     )
     if not await jobs.job_insert(job):  # a concurrent retry of the same key got there first
         return await job_get(job_id=job_id), False
@@ -328,7 +341,7 @@ async def job_confirm(*, job_id: str, admin_id: int) -> AssignmentJob:
         job, _ = await job_create(
             course_id=preview.course_id,
             admin_id=admin_id,
-            chunks=jobs.chunks_read(job_id),
+            chunks=_whole_input(preview),
             job_id=new_id,
             due_at=preview.due_at,
             override_capacity=preview.override_capacity,
@@ -340,6 +353,20 @@ async def job_confirm(*, job_id: str, admin_id: int) -> AssignmentJob:
         raise
     logger.info("assignment dry run confirmed", extra={"job_id": new_id, "dry_run_id": job_id})
     return job
+
+
+async def _whole_input(preview: AssignmentJob) -> AsyncIterator[ChunkInput]:
+    """A dry run's stored input, refused (409) unless all of it is still there: the TTL
+    monitor deletes a job's documents one by one, so near its expiry some chunks may be
+    gone while the job document is not. Raised before the new job is stored (job_create
+    deletes the chunks it copied)."""
+    count = total = 0
+    async for chunk in jobs.chunks_read(preview.id):
+        count += 1
+        total += len(chunk.identifiers)
+        yield chunk
+    if (count, total) != (preview.chunks, preview.total):
+        raise NotConfirmable(PREVIEW_EXPIRED.format(days=settings.JOB_RETENTION_DAYS))
 
 
 def _check_confirmable(job: AssignmentJob) -> None:
@@ -356,10 +383,26 @@ def _check_confirmable(job: AssignmentJob) -> None:
 
 
 async def job_get(*, job_id: str) -> AssignmentJob:
+    """The job; 404 when unknown or past its retention (deleted, or about to be)."""
     job = await jobs.job_get(job_id)
-    if job is None:
+    if job is None or expired(job):
         raise NotFound(JOB_NOT_FOUND)
     return job
+
+
+def retention() -> timedelta:
+    return timedelta(days=settings.JOB_RETENTION_DAYS)
+
+
+def job_expires_at(job: AssignmentJob) -> datetime:
+    """When the job's documents are deleted. A job stored before retention existed has no
+    `expires_at`: its creation + the retention, as `manage.py backfill_job_expiry` sets,
+    so whatever its worker still writes expires with it."""
+    return job.expires_at or job.created_at + retention()
+
+
+def expired(job: AssignmentJob) -> bool:
+    return job.expires_at is not None and job.expires_at <= repository.now()
 
 
 async def job_list(*, course_id: str, limit: int, offset: int) -> tuple[int, list[AssignmentJob]]:
@@ -460,7 +503,7 @@ async def job_chunk_run(*, job_id: str, chunk: int) -> str:
     Raises ChunkBusy while another worker holds it, ServiceUnavailable when a backing
     service is down (the queue retries both later)."""
     job = await jobs.job_get(job_id)
-    if job is None or job.status not in jobs.ACTIVE:
+    if job is None or job.status not in jobs.ACTIVE or expired(job):
         return "skipped"
     moment = repository.now()
     op = membership.new_op(bulk=True)
@@ -497,7 +540,12 @@ async def job_chunk_run(*, job_id: str, chunk: int) -> str:
             # A user another chunk named first is a duplicate here (across the whole job,
             # as within one request); identities are compared after resolution.
             claim=lambda identities: jobs.users_claim(
-                job_id, chunk, identities, rerun=bool(claim.earlier_ops)
+                job_id,
+                chunk,
+                identities,
+                rerun=bool(claim.earlier_ops),
+                # The job's own: a claim must not expire before the chunks it guards.
+                expires_at=job_expires_at(job),
             ),
             # Sequential dry chunks: the seats the earlier ones would take.
             seats_taken=job.summary.get(assignment.ENROLLED, 0) if job.dry_run else 0,
@@ -513,7 +561,7 @@ async def job_chunk_run(*, job_id: str, chunk: int) -> str:
     except BaseException:
         await _release_quietly(job_id, chunk)
         raise
-    await jobs.results_put(job_id, chunk, report.results)
+    await jobs.results_put(job_id, chunk, report.results, expires_at=job_expires_at(job))
     await jobs.job_count_chunk(job_id, chunk, report.summary)
     finished = await _chunk_finish(job, chunk)
     logger.info(
@@ -559,3 +607,17 @@ async def _release_quietly(job_id: str, chunk: int) -> None:
         await asyncio.shield(jobs.chunk_release(job_id, chunk))
     except DomainError:
         pass
+
+
+async def jobs_backfill_expiry() -> tuple[int, int]:
+    """Give the documents stored before retention existed an `expires_at` (a TTL index
+    never deletes a document without one): each job's and its documents', its creation +
+    JOB_RETENTION_DAYS (a job older than that is deleted by the next TTL pass); then the
+    chunks, results and claims of no stored job (a creation that crashed before storing the
+    job), now + JOB_RETENTION_DAYS. Idempotent. Returns (jobs, orphan documents) changed."""
+    changed = 0
+    async for job_id, created_at in jobs.jobs_without_expiry():
+        await jobs.job_set_expiry(job_id, created_at + retention())
+        changed += 1
+    orphans = await jobs.orphans_set_expiry(repository.now() + retention())
+    return changed, orphans

@@ -139,6 +139,19 @@ INDEXES = [
         [("job_id", ASCENDING), ("chunk", ASCENDING)],
         {"unique": True, "name": "job_chunk"},
     ),
+    # Every job document (the job, its chunks, results and user claims) is deleted by the
+    # TTL monitor at its `expires_at` (the job's creation + JOB_RETENTION_DAYS, the same
+    # for all of a job's documents), as the Idempotency-Key records are. Documents stored
+    # before retention existed have no `expires_at` and stay until
+    # `manage.py backfill_job_expiry` gives them one.
+    *(
+        Index(
+            collection,
+            [("expires_at", ASCENDING)],
+            {"expireAfterSeconds": 0, "name": "expires_at_ttl"},
+        )
+        for collection in (ASSIGNMENT_JOBS, JOB_CHUNKS, JOB_RESULTS, JOB_USERS)
+    ),
 ]
 
 

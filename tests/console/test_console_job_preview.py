@@ -204,3 +204,25 @@ async def test_a_preview_whose_due_date_passed_asks_for_a_new_upload(
     assert "Confirm and assign" not in refused.text
     assert "whose due date has passed" in refused.text
     assert (await jobs.job_list(course_id=course["id"], limit=5, offset=0))[0] == 1
+
+
+async def test_a_preview_whose_stored_input_expired_asks_for_a_new_upload(
+    api, console_as, create_course, job_queue, make_user
+):
+    # given a finished preview the TTL monitor has started deleting (its input chunk is
+    # gone, its job document not yet: JOB_RETENTION_DAYS)
+    course = await create_course()
+    await console_as(is_staff=True)
+    user = await make_user()
+    created = await _upload(api, course["id"], f"user_id\n{user.id}\n".encode(), action="preview")
+    preview_url = created.headers["Location"]
+    await job_queue()
+    await get_db().assignment_job_chunks.delete_many({"job_id": _job_id(preview_url)})
+    # when it is confirmed, the page says so with a 409 and no job is started
+    refused = await _confirm(api, preview_url)
+    assert refused.status_code == 409
+    assert "stored input has expired (jobs are kept 30 days)" in refused.text
+    assert (await jobs.job_list(course_id=course["id"], limit=5, offset=0))[0] == 1
+    # and once its job document is deleted too, it is not found
+    await get_db().assignment_jobs.delete_many({})
+    assert (await api.get(preview_url)).status_code == 404
