@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 from bson import ObjectId
+from mongomock.filtering import filter_applies
 from pymongo import ASCENDING
 from pymongo.database import Database
 
@@ -195,3 +196,40 @@ def test_roster_and_report_of_a_big_course_do_not_walk_it(db: Database, timed: b
 
 
 pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"key": {"course_id": 1, "status": 1, "_id": 1}, "name": "plain"},
+        {"key": {"a": 1}, "name": "sparse", "sparse": True},
+        {"key": {"a": 1, "b": -1}, "name": "sparse2", "sparse": True},
+        {
+            "key": {"course_id": 1, "status": 1, "waitlist_key": 1},
+            "name": "partial",
+            "partialFilterExpression": {"status": "waitlisted"},
+        },
+        {"key": {"a": 1}, "name": "partial_exists", "partialFilterExpression": {"a": {"$gt": 1}}},
+    ],
+)
+def test_top_level_keys_match_the_general_path(spec: dict) -> None:
+    """`keys_for` and `order_entry` read top-level fields with `dict.get`: the same keys,
+    entries and multikey flag as the dotted-path walk for every kind of value."""
+    values = [
+        None, 0, 1, 1.0, 2.5, float("nan"), True, False, "s", "waitlisted", "active",
+        ObjectId(), T0, {"x": 1}, {}, [], [1, 2], [[1]], [{"x": 1}], b"bin",
+    ]  # fmt: skip
+    fields = [*spec["key"], "a", "b"]
+    rng = random.Random(7)
+    fast, general = Index(normalize_spec(spec)), Index(normalize_spec(spec))
+    general.top_level = False
+    for seq in range(600):
+        doc = {f: rng.choice(values) for f in fields if rng.random() < 0.8}
+        if rng.random() < 0.5:
+            doc["status"] = rng.choice(STATUSES)
+        doc["_id"] = ObjectId()
+        assert fast.keys_for(doc) == general.keys_for(doc), doc
+        assert fast.multikey == general.multikey
+        if fast.partial is not None:
+            assert fast._in_partial(doc) == filter_applies(fast.partial, doc), doc
+        assert fast.order_entry(doc, seq, doc["_id"]) == general.order_entry(doc, seq, doc["_id"])
