@@ -19,7 +19,7 @@ from bench.jobs_users import create_users
 from common.errors import NotFound
 from courses import jobs
 from courses.job_repository import SUCCEEDED
-from mongo.client import get_db
+from mongo.client import cursor, get_db
 from mongo.indexes import ASSIGNMENT_JOBS, JOB_CHUNKS, JOB_RESULTS, JOB_USERS
 from tests.api.test_lifespan_and_commands import _call
 
@@ -62,7 +62,7 @@ async def _age(job_id: str, by: timedelta) -> None:
 
 async def test_each_job_collection_has_a_ttl_index_on_expires_at(mongo_db):
     for name in COLLECTIONS:
-        indexes = {i["name"]: i async for i in await mongo_db[name].list_indexes()}
+        indexes = {i["name"]: i async for i in await cursor(mongo_db[name].list_indexes())}
         assert indexes["expires_at_ttl"]["key"] == {"expires_at": 1}, name
         assert indexes["expires_at_ttl"]["expireAfterSeconds"] == 0, name
 
