@@ -8,8 +8,6 @@ every second while the job is queued or running, and reloads the page once it en
 """
 
 import asyncio
-from datetime import datetime
-from typing import IO
 
 from django.conf import settings
 from django.contrib import messages
@@ -39,36 +37,6 @@ SUMMARY_CARDS = (
 )
 # A dry run's cards say what would happen.
 DRY_RUN_LABELS = {"enrolled": "Would be enrolled", "waitlisted": "Would be waitlisted"}
-
-
-async def start_job(
-    *,
-    course_id: str,
-    admin_id: int,
-    upload: IO[bytes],
-    due_at: datetime | None = None,
-    override_capacity: bool = False,
-    dry_run: bool = False,
-) -> AssignmentJob:
-    """The console's one call to create an assignment job (the service the API's
-    `POST /api/courses/<id>/assignment-jobs/` calls): the uploaded file, with
-    assign-multiple's columns (`user_id`, `username` or `email`, optionally `due_at`);
-    `due_at` for the rows with none of their own. Bad input raises InvalidInput naming
-    the line and no job is created."""
-    return await jobs.job_create_from_csv(
-        course_id=course_id,
-        admin_id=admin_id,
-        upload=upload,
-        due_at=due_at,
-        override_capacity=override_capacity,
-        dry_run=dry_run,
-    )
-
-
-def _result_dicts(results) -> list[dict]:
-    """A job's stored results as report rows (`reports.result_rows` adds the usernames):
-    stored as assign-multiple renders them already."""
-    return list(results)
 
 
 async def _course_job(course_id: str, job_id: str):
@@ -123,7 +91,7 @@ async def job_new(request: HttpRequest, course_id: str) -> HttpResponse:
         if form.is_valid():
             upload, options = form.cleaned_data["file"], form.cleaned_data
             try:
-                job = await start_job(
+                job = await jobs.job_create_from_csv(
                     course_id=course_id,
                     admin_id=request.user.id,
                     upload=upload,
@@ -187,7 +155,7 @@ async def _detail(
     rows, next_cursor = [], None
     if job.status not in ACTIVE:
         page = await jobs.job_results_page(job_id=job_id, cursor=cursor, limit=RESULTS_PER_PAGE)
-        rows = await reports.result_rows(_result_dicts(page.results))
+        rows = await reports.result_rows(page.results)
         next_cursor = page.next_cursor
     admin = await reports.named_users([job.admin_id])
     # A preview whose due date has passed cannot be confirmed (job_confirm says so too).
@@ -258,7 +226,7 @@ async def job_results_csv(request: HttpRequest, course_id: str, job_id: str) -> 
         cursor, header = (0, 0), True
         while True:
             page = await jobs.job_results_page(job_id=job_id, cursor=cursor, limit=CSV_PAGE)
-            rows = await reports.result_rows(_result_dicts(page.results))
+            rows = await reports.result_rows(page.results)
             yield reports.csv_lines(rows, header=header)
             if page.next_cursor is None:
                 return
